@@ -1,0 +1,228 @@
+"""Typed, validated view of params.yaml: one frozen dataclass per section.
+
+`load_params(path)` fails with a `ConfigError` that names the file, the dotted key, the bad value
+and what is allowed, so a typo in `dvc exp run -S ...` is caught before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rcskd.errors import ConfigError
+
+
+def _rng(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
+    """Field metadata: inclusive bounds checked by the loader."""
+    return {"min": lo, "max": hi}
+
+
+DEFAULT_ALIASES: dict[str, str] = {
+    "glioma_tumor": "glioma",
+    "meningioma_tumor": "meningioma",
+    "pituitary_tumor": "pituitary",
+    "pituitary_adenoma": "pituitary",
+    "no_tumor": "notumor",
+    "no_tumour": "notumor",
+    "normal": "notumor",
+    "healthy": "notumor",
+}
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The embedded synthetic brain-MRI dataset."""
+
+    patients: int = field(default=400, metadata=_rng(1))
+    slices_per_patient: int = field(default=5, metadata=_rng(1, 64))
+    size: int = field(default=128, metadata=_rng(16, 1024))
+    difficulty: float = field(default=0.5, metadata=_rng(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class FigshareConfig:
+    """Jun Cheng's Brain-3 `.mat` files."""
+
+    cvind: str = ""  # path to cvind.mat (5-fold patient split); empty: split by patient ourselves
+    test_fold: int = field(default=1, metadata=_rng(1, 5))
+
+
+@dataclass(frozen=True)
+class DicomConfig:
+    """How DICOM pixel values become 8-bit images."""
+
+    window: Literal["auto", "minmax", "fixed"] = "auto"
+    center: float = 40.0
+    width: float = field(default=400.0, metadata=_rng(1e-6))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the raw data comes from and how it is read."""
+
+    source: Literal["phantom", "imagefolder", "figshare_mat", "cifar100", "dicom"] = "phantom"
+    root: str = "rcskd/data/sources/phantom.py"
+    classes: list[str] = field(default_factory=list)
+    class_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    on_bad_file: Literal["error", "skip"] = "error"
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+    figshare_mat: FigshareConfig = field(default_factory=FigshareConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Cross-split duplicate removal."""
+
+    near_threshold: int = field(default=6, metadata=_rng(-1, 64))  # pHash bits; -1: off
+    near_min_correlation: float = field(default=0.95, metadata=_rng(-1.0, 1.0))
+    policy: Literal["drop_from_train", "fail"] = "drop_from_train"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Splitting, resizing and caching."""
+
+    image_size: int = field(default=64, metadata=_rng(8, 1024))
+    channels: Literal[1, 3] = 1
+    crop_border: bool = True  # crop dark frames (MRI/CT); set false for natural images (CIFAR)
+    val_fraction: float = field(default=0.15, metadata=_rng(0.0, 0.9))
+    test_fraction: float = field(default=0.2, metadata=_rng(0.0, 0.9))
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of params.yaml."""
+
+    seed: int = field(default=0, metadata=_rng(0))
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; missing keys take their defaults."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return params_from_dict(raw, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    """Validate a plain mapping (as read from YAML) into `Params`."""
+    return _build(Params, raw, prefix="", source=source)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A section as a plain nested dict (for logging and writing back)."""
+    return dataclasses.asdict(obj)
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b.c': value}; lists and dicts of scalars become strings."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, list | dict):
+            flat[name] = str(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _fail(source: str, key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{source}: bad value for '{key}': {value!r}; allowed: {allowed}")
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    section = prefix.rstrip(".") or "(top level)"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _fail(source, section, raw, f"a mapping with keys {_names(cls)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; allowed in {section}: {_names(cls)}"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, f"{prefix}{name}", source, fields[name])
+    return cls(**values)
+
+
+def _names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str, fld: dataclasses.Field) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".", source)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool):
+            raise _fail(source, key, value, " | ".join(str(c) for c in choices))
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise _fail(source, key, value, f"a list of {item.__name__}")
+        return list(value)
+    if origin is dict:
+        if value is None:
+            return {}
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+        if not ok:
+            raise _fail(source, key, value, "a mapping of names to names")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"config field {key}: unions are not supported")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(source, key, value, "true | false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(source, key, value, "an integer" + _range_text(fld))
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(source, key, value, "a number" + _range_text(fld))
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise _fail(source, key, value, "a string")
+        return value
+    lo, hi = fld.metadata.get("min"), fld.metadata.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise _fail(source, key, value, _range_text(fld).lstrip(" "))
+    return value
+
+
+def _range_text(fld: dataclasses.Field) -> str:
+    lo, hi = fld.metadata.get("min"), fld.metadata.get("max")
+    if lo is not None and hi is not None:
+        return f" in [{lo}, {hi}]"
+    if lo is not None:
+        return f" >= {lo}"
+    if hi is not None:
+        return f" <= {hi}"
+    return ""

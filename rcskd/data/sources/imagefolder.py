@@ -1,0 +1,58 @@
+"""Class-per-folder image trees (Kaggle Brain-4, Brain-CT, any folder dataset), read with PIL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from rcskd.config import DataConfig
+from rcskd.data.sources.base import Sample, Source, to_uint8
+from rcskd.data.sources.folders import scan
+from rcskd.registry import SOURCES
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file fully into uint8 HxW (grey) or HxWx3 (colour).
+
+    Raises OSError / UnidentifiedImageError / ValueError for unreadable or truncated files.
+    """
+    with Image.open(path) as img:
+        img.load()  # forces a full decode: truncated files fail here, not later
+        if img.mode in ("1", "L", "LA"):
+            return np.asarray(img.convert("L"))
+        if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey
+            return to_uint8(np.asarray(img))
+        rgb = np.asarray(img.convert("RGB"))
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0])  # grey stored as RGB: keep one channel
+        return rgb
+
+
+@SOURCES.register("imagefolder")
+class ImageFolderSource(Source):
+    """Images in class folders, optionally under Training/Testing split folders."""
+
+    def __init__(self, cfg: DataConfig, seed: int) -> None:
+        super().__init__(cfg, seed)
+        self.layout = scan(Path(cfg.root), cfg, lambda p: p.suffix.lower() in IMAGE_SUFFIXES)
+        self.classes = self.layout.classes
+
+    def __len__(self) -> int:
+        return len(self.layout.files)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for f in self.layout.files:
+            try:
+                image = read_image(f.path)
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+                self.bad_file(f.path, f"cannot decode image ({exc})")
+                continue
+            if image.size == 0 or min(image.shape[:2]) < 2:
+                self.bad_file(f.path, f"image is too small: {image.shape}")
+                continue
+            yield Sample(image, f.label, None, str(f.path), f.split)
