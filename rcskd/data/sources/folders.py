@@ -51,6 +51,11 @@ def canonical(name: str, aliases: dict[str, str]) -> str:
     return table.get(key, key)
 
 
+def _hidden(relative: Path) -> bool:
+    """Dot files and anything in dot folders (e.g. .ipynb_checkpoints copies) are not data."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -82,7 +87,7 @@ def scan(root: Path, cfg: DataConfig, accept: Callable[[Path], bool]) -> FolderL
             files = sorted(
                 p
                 for p in class_dir.rglob("*")
-                if p.is_file() and not p.name.startswith(".") and accept(p)
+                if p.is_file() and not _hidden(p.relative_to(class_dir)) and accept(p)
             )
             if not files:
                 raise DataError(f"{class_dir}: class folder has no usable files")

@@ -160,8 +160,8 @@ def _lesion(rng, kind: str, anat: Anatomy, d: float) -> tuple[np.ndarray, float,
             tail = np.array([1.5, 1.9 * r, 1.9 * r])
             blobs.insert(0, _blob(rng, s, tail, frame, "meningioma", 0.05, 0.02, 0.3))
         return c, r, blobs, (c, rng.uniform(0.4, 0.6), 1.4 * r)
-    # pituitary
-    r = rng.uniform(5, 13)
+    # pituitary: macroadenomas, as in Brain-4 (a microadenoma is invisible at 64 px)
+    r = rng.uniform(7, 16)
     c = SELLA_MNI + rng.normal(0, 1.5, 3)
     blobs = [_blob(rng, c, r * rng.uniform(0.85, 1.15, 3), eye, "pituitary", 0.1, 0.06, 0.12)]
     if rng.random() < 0.4:  # suprasellar extension

@@ -7,7 +7,8 @@ nilearn's package data. Licence notice (kept as its authors ask):
   this software and its documentation for any purpose and without fee is hereby granted,
   provided that the above copyright notice appear in all copies. The authors and McGill
   University make no representations about the suitability of this software for any purpose.
-  It is provided "as is" without express or implied warranty. (Fonov et al., NeuroImage 2011; Fonov et al., NeuroImage 2009.)
+  It is provided "as is" without express or implied warranty.
+  (Fonov et al., NeuroImage 2011; Fonov et al., NeuroImage 2009.)
 nilearn itself is BSD-3-Clause licensed.
 """
 

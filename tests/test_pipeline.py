@@ -1,0 +1,113 @@
+"""`dvc repro` on a temporary copy of the repository, at tiny size: catches a broken pipeline.
+
+Every stage joins this test as it lands.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "data": {"phantom": {"patients": 16, "slices_per_patient": 2, "size": 48}},
+    "prepare": {"image_size": 32},
+}
+
+
+def run(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    """Tracked (and new, not ignored) files of the repo in a fresh git repository."""
+    dest = tmp_path_factory.mktemp("pipeline") / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    for name in listed:
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in TINY.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                params[section][key].update(value)
+            else:
+                params[section][key] = value
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{dest / 'test-mlflow.db'}"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
+    run(["git", "init", "-q"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "commit", "-qm", "copy"], dest, env)
+    first = run([str(BIN / "dvc"), "repro"], dest, env)
+    return dest, env, first
+
+
+def test_repro_builds_the_prepared_cache(repo_copy):
+    dest, _, log = repo_copy
+    assert "Running stage 'prepare'" in log
+    report = json.loads((dest / "reports" / "prepare.json").read_text())
+    assert report["images_read"] == 32 and report["leakage_check"] == "passed"
+    counts = report["counts"]
+    assert sum(counts[s]["total"] for s in ("train", "val", "test")) == 32
+    for split in ("train", "val", "test"):
+        blob = torch.load(dest / "data" / "prepared" / f"{split}.pt", weights_only=True)
+        assert blob["images"].shape[1:] == (1, 32, 32)
+        assert len(blob["labels"]) == counts[split]["total"] > 0
+    assert (dest / "data" / "prepared" / "manifest.csv").is_file()
+    assert "data/prepared" in (dest / "dvc.lock").read_text()
+
+
+def test_second_repro_does_nothing(repo_copy):
+    dest, env, _ = repo_copy
+    log = run([str(BIN / "dvc"), "repro"], dest, env)
+    assert "Running stage" not in log
+    assert "didn't change" in log or "up to date" in log
+
+
+def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
+    dest, env, _ = repo_copy
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("rcskd")
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'prepare'")
+    assert len(runs) == 1
+    run_ = runs[0]
+    assert run_.data.params["prepare.image_size"] == "32"
+    assert run_.data.metrics["counts.test.total"] > 0
+    assert len(run_.data.tags["git_commit"]) == 40
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    assert {"prepare.json", "manifest.csv", "duplicates.csv"} <= artifacts
+
+
+def test_bad_params_fail_the_stage_with_a_clear_message(repo_copy):
+    dest, env, _ = repo_copy
+    bad = dest.parent / "bad-params.yaml"
+    bad.write_text((dest / "params.yaml").read_text().replace("image_size: 32", "image_sise: 32"))
+    result = subprocess.run(
+        [sys.executable, "stages/prepare.py", "--params", str(bad), "--out", str(dest.parent / "x")],
+        cwd=dest, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "unknown key 'prepare.image_sise'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (dest.parent / "x").exists()

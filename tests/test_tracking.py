@@ -1,0 +1,25 @@
+from mlflow.tracking import MlflowClient
+
+from rcskd.tracking import stage_run, tracking_uri
+
+
+def test_stage_run_logs_params_metrics_and_artifacts(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DVC_EXP_NAME", "lucky-exp")
+    artifact = tmp_path / "report.json"
+    artifact.write_text("{}")
+    with stage_run("teacher", {"lr": 0.1, "sched": {"kind": "cosine"}}, root=tmp_path) as run:
+        run.log_metrics({"val": {"acc": 0.75}, "name": "not a number", "flag": True})
+        run.log_artifact(artifact)
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("rcskd").experiment_id])
+    assert found.data.params == {"lr": "0.1", "sched.kind": "cosine"}
+    assert found.data.metrics == {"val.acc": 0.75}
+    assert found.data.tags["stage"] == "teacher" and found.data.tags["dvc_exp"] == "lucky-exp"
+    assert [a.path for a in client.list_artifacts(found.info.run_id)] == ["report.json"]
+
+
+def test_default_store_is_inside_the_repo(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
