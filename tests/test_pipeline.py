@@ -35,7 +35,10 @@ def repo_copy(tmp_path_factory):
     dest = tmp_path_factory.mktemp("pipeline") / "repo"
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     for name in listed:
         src = REPO / name
@@ -103,11 +106,15 @@ def test_bad_params_fail_the_stage_with_a_clear_message(repo_copy):
     dest, env, _ = repo_copy
     bad = dest.parent / "bad-params.yaml"
     bad.write_text((dest / "params.yaml").read_text().replace("image_size: 32", "image_sise: 32"))
+    out = dest.parent / "x"
     result = subprocess.run(
-        [sys.executable, "stages/prepare.py", "--params", str(bad), "--out", str(dest.parent / "x")],
-        cwd=dest, env=env, capture_output=True, text=True,
+        [sys.executable, "stages/prepare.py", "--params", str(bad), "--out", str(out)],
+        cwd=dest,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "unknown key 'prepare.image_sise'" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (dest.parent / "x").exists()
+    assert not out.exists()

@@ -79,8 +79,13 @@ def test_cross_split_copies_keep_the_most_protected_split():
     assert (result.near_groups, result.removed_near) == (1, 2)
     assert result.within_split_near_pairs == 1  # (6, 5): both train
     kinds = sorted((d, k, kind) for d, k, kind in result.removed)
-    assert kinds == [(0, 1, "exact"), (2, 1, "exact"), (3, 4, "exact"), (5, 4, "near"),
-                     (6, 4, "near")]
+    assert kinds == [
+        (0, 1, "exact"),
+        (2, 1, "exact"),
+        (3, 4, "exact"),
+        (5, 4, "near"),
+        (6, 4, "near"),
+    ]
     assert verify_disjoint(splits, result.keep, hashes, [None] * 7) == "passed"
 
 

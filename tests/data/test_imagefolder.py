@@ -15,10 +15,13 @@ def source(root, **data):
 
 
 def test_kaggle_layout_with_aliases_keeps_the_given_split(tmp_path):
-    image_tree(tmp_path, {
-        "Training": {"glioma_tumor": 3, "no_tumor": 2, "Pituitary Tumor": 1},
-        "Testing": {"glioma_tumor": 1, "no_tumor": 1, "Pituitary Tumor": 1},
-    })
+    image_tree(
+        tmp_path,
+        {
+            "Training": {"glioma_tumor": 3, "no_tumor": 2, "Pituitary Tumor": 1},
+            "Testing": {"glioma_tumor": 1, "no_tumor": 1, "Pituitary Tumor": 1},
+        },
+    )
     src = source(tmp_path)
     samples = list(src)
     assert src.classes == ["glioma", "notumor", "pituitary"]

@@ -10,7 +10,7 @@ from PIL import Image
 from rcskd.data.dataset import PreparedDataset, load_meta
 from rcskd.data.prepare import crop_to_content, fit_image, prepare
 from rcskd.errors import DataError, LeakageError
-from tests.fixtures import BRAIN4, blob_image, image_tree, tiny_params, write_image
+from tests.fixtures import BRAIN4, image_tree, tiny_params, write_image
 
 
 def folder_params(root, **prep):
@@ -20,8 +20,9 @@ def folder_params(root, **prep):
 def leaky_tree(root):
     """Kaggle-style tree where two test images also sit in Training: one byte-identical, one
     re-encoded and resized."""
-    image_tree(root, {"Training": {"glioma": 10, "notumor": 10}, "Testing": {"glioma": 3,
-                                                                            "notumor": 3}})
+    image_tree(
+        root, {"Training": {"glioma": 10, "notumor": 10}, "Testing": {"glioma": 3, "notumor": 3}}
+    )
     test_img = np.asarray(Image.open(root / "Testing" / "glioma" / "img_0.png"))
     write_image(root / "Training" / "glioma" / "copy.png", test_img)
     other = np.asarray(Image.open(root / "Testing" / "notumor" / "img_1.png"))
