@@ -10,7 +10,7 @@ from PIL import Image
 from rcskd.data.dataset import PreparedDataset, load_meta
 from rcskd.data.prepare import crop_to_content, fit_image, prepare
 from rcskd.errors import DataError, LeakageError
-from tests.fixtures import BRAIN4, image_tree, tiny_params, write_image
+from tests.fixtures import BRAIN4, blob_image, image_tree, tiny_params, write_image
 
 
 def folder_params(root, **prep):
@@ -147,3 +147,18 @@ def test_brain4_finds_the_189_exact_cross_split_groups(tmp_path):
     assert dup["near_groups_cross_split"] > 100  # resized / re-encoded copies
     assert report["counts"]["test"]["total"] == 1311
     json.dumps(report)  # the report is plain JSON
+
+
+def test_patient_in_two_given_splits_stops_prepare(tmp_path):
+    from tests.fixtures import write_dicom
+
+    raw = tmp_path / "raw"
+    for k in range(5):
+        pixels = (blob_image(k, 32).astype(np.uint16) * 4).astype(np.uint16)
+        split = "Testing" if k >= 3 else "Training"
+        patient = "P-shared" if k in (0, 3) else f"P{k}"
+        write_dicom(raw / split / ("a" if k % 2 else "b") / f"{k}.dcm", pixels, patient)
+    params = tiny_params(data={"source": "dicom", "root": str(raw)})
+    with pytest.raises(LeakageError, match=r"patient 'P-shared' is in both"):
+        prepare(params, tmp_path / "prepared", progress=False)
+    assert not (tmp_path / "prepared").exists()

@@ -47,10 +47,10 @@ LAYERS = {
 }
 # Lesion part intensities per sequence.
 LOOK = {
-    "oedema": {"t1c": 0.62, "t2": 0.86, "flair": 0.9},
-    "solid": {"t1c": 0.55, "t2": 0.8, "flair": 0.8},
-    "rim": {"t1c": 1.05, "t2": 0.62, "flair": 0.72},
-    "necrosis": {"t1c": 0.22, "t2": 0.97, "flair": 0.25},
+    "oedema": {"t1c": 0.5, "t2": 0.86, "flair": 0.9},
+    "solid": {"t1c": 0.45, "t2": 0.8, "flair": 0.8},
+    "rim": {"t1c": 1.2, "t2": 0.62, "flair": 0.72},
+    "necrosis": {"t1c": 0.15, "t2": 0.97, "flair": 0.25},
     "meningioma": {"t1c": 1.0, "t2": 0.64, "flair": 0.68},
     "pituitary": {"t1c": 0.92, "t2": 0.72, "flair": 0.7},
 }
