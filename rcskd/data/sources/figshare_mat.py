@@ -104,7 +104,6 @@ class FigshareMatSource(Source):
             if not cv.is_file():
                 raise DataError(f"{cv}: cvind file not found (data.figshare_mat.cvind)")
             self.folds = read_cvind(cv)
-            self.cvind_path = cv
 
     def __len__(self) -> int:
         return len(self.files)

@@ -51,7 +51,7 @@ LOOK = {
     "solid": {"t1c": 0.45, "t2": 0.8, "flair": 0.8},
     "rim": {"t1c": 1.2, "t2": 0.62, "flair": 0.72},
     "necrosis": {"t1c": 0.15, "t2": 0.97, "flair": 0.25},
-    "meningioma": {"t1c": 1.0, "t2": 0.64, "flair": 0.68},
+    "meningioma": {"t1c": 1.0, "t2": 0.74, "flair": 0.76},
     "pituitary": {"t1c": 0.92, "t2": 0.72, "flair": 0.7},
 }
 
@@ -88,7 +88,7 @@ class Patient:
     basis: np.ndarray  # 3x3 rows: column dir, row dir, normal
     shape_matrix: np.ndarray  # head shape: plane space -> template space (about the centre)
     warp: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # elastic: freq, phase, dir, amp
-    pixel_mm: float
+    fov_mm: float  # field of view (mm) across the image
     origin: np.ndarray  # plane centre in plane space
     levels: np.ndarray  # slice offsets along the normal (mm)
     blobs: list[Blob]
@@ -136,7 +136,7 @@ def _lesion(rng, kind: str, anat: Anatomy, d: float) -> tuple[np.ndarray, float,
     """Site, radius, parts and mass effect of a lesion of `kind` (a tumour class name)."""
     eye = np.eye(3)
     if kind == "glioma":
-        r = rng.uniform(10 - 4 * d, 26)
+        r = rng.uniform(12 - 4 * d, 28)
         c = anat.deep_wm[rng.integers(len(anat.deep_wm))]
         frame = _rotation(rng, 90)
         radii = r * rng.uniform(0.75, 1.15, 3)
@@ -149,10 +149,10 @@ def _lesion(rng, kind: str, anat: Anatomy, d: float) -> tuple[np.ndarray, float,
             blobs.append(_blob(rng, c, radii, frame, "solid", irr, 0.12, 0.2))
         return c, r, blobs, (c, rng.uniform(0.25, 0.45), 1.6 * r)
     if kind == "meningioma":
-        r = rng.uniform(8 - 3 * d, 22)
+        r = rng.uniform(10 - 3 * d, 24)
         i = rng.integers(len(anat.surface))
         s, nrm = anat.surface[i], anat.surface_normal[i]
-        c = s + nrm * 0.35 * r
+        c = s + nrm * 0.25 * r
         frame = _frame(nrm)
         radii = np.array([0.7, 1.1, 1.1]) * r * rng.uniform(0.85, 1.15, 3)
         blobs = [_blob(rng, c, radii, frame, "meningioma", 0.08, 0.03, 0.08)]
@@ -195,14 +195,14 @@ def make_patient(rng: np.random.Generator, label: int, n_slices: int, d: float) 
     dirs = rng.normal(size=(k, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     warp = (freq, rng.uniform(0, 2 * np.pi, k), dirs, rng.uniform(1.0, 3.0, k))
-    contrast = rng.uniform(0.6, 1.0) * (1.0 - 0.5 * d)
+    contrast = rng.uniform(0.75, 1.0) * (1.0 - 0.4 * d)
     return Patient(
         label=label,
         sequence=SEQUENCES[rng.choice(3, p=[0.5, 0.3, 0.2])],
         basis=basis,
         shape_matrix=shape_matrix,
         warp=warp,
-        pixel_mm=rng.uniform(190, 240),  # field of view; divided by the size at render time
+        fov_mm=rng.uniform(190, 240),
         origin=anat.centre + jitter,
         levels=levels,
         blobs=blobs,
@@ -222,7 +222,7 @@ def render_slice(
 ) -> np.ndarray:
     """Render one slice of patient `p` as a uint8 size x size image."""
     anat = load_anatomy()
-    px = p.pixel_mm / size
+    px = p.fov_mm / size  # mm per pixel
     ax = (np.arange(size) - size / 2 + 0.5) * px
     rows, cols = np.meshgrid(ax, ax, indexing="ij")
     pts = (
@@ -249,6 +249,7 @@ def render_slice(
     img = img * (1 + 0.03 * _smooth_noise(rng, size, 1.2))  # individual fine texture
 
     head = brain > 0.5
+    lesion = np.zeros(brain.shape, bool)
     for blob in p.blobs:
         inside = np.clip((1.0 - blob.rho(q)) / blob.edge + 0.5, 0.0, 1.0)
         if blob.look in ("oedema", "rim", "necrosis", "solid"):
@@ -257,6 +258,7 @@ def render_slice(
             head |= inside > 0.5
         value = LOOK[blob.look][p.sequence] * (1 + blob.texture * _smooth_noise(rng, size, 2.0))
         img = img + inside * p.contrast * (value - img)
+        lesion |= inside > 0.1
 
     csf_mm, skull_mm, scalp_mm = p.layers_mm
     dist = ndimage.distance_transform_edt(~head) * px
@@ -279,7 +281,10 @@ def render_slice(
     img = np.sqrt(
         (img + rng.normal(0, sigma, img.shape)) ** 2 + rng.normal(0, sigma, img.shape) ** 2
     )
-    img = np.clip(img / (np.percentile(img, 99.5) + 1e-6), 0, 1) ** rng.uniform(0.8, 1.25)
+    # Window on the tissue outside the lesion, as a reader would: a bright lesion saturates
+    # instead of dimming the whole slice (which would be a global shortcut for the class).
+    reference = img[~lesion] if (~lesion).sum() > img.size // 4 else img
+    img = np.clip(img / (np.percentile(reference, 99.5) + 1e-6), 0, 1) ** rng.uniform(0.8, 1.25)
     return (img * 255 + 0.5).astype(np.uint8)
 
 
