@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,11 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
     classes = list(source.classes)
     images, labels, patients, origins, given, hashes, phashes, thumbs = ([] for _ in range(8))
     bar = tqdm(
-        source, total=len(source), desc=f"prepare: {params.data.source}", disable=not progress
+        source,
+        total=len(source),
+        desc=f"prepare: {params.data.source}",
+        disable=not progress,
+        mininterval=1.0 if sys.stderr.isatty() else 10.0,  # keep CI and DVC logs short
     )
     for sample in bar:
         _validate(sample, len(classes))
