@@ -98,7 +98,7 @@ def _validate(sample: Any, n_classes: int) -> None:
 
 
 def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Build the prepared cache in `out_dir`; return the report (also saved as meta.json)."""
+    """Build the prepared cache in `out_dir`; return the report (meta.json plus wall time)."""
     start = time.perf_counter()
     pcfg = params.prepare
     source: Source = SOURCES.build(params.data.source, params.data, params.seed)
@@ -170,9 +170,11 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
         report = _report(params, classes, source, labels_arr, splits, keep, dd, manifest.getvalue())
         report["patient_level_split"] = any(p is not None for p in patients)
         report["leakage_check"] = verify_disjoint(splits, keep, hashes, patients)
-        report["wall_time_s"] = round(time.perf_counter() - start, 2)
+        # meta.json is part of the cached output: no wall time in it, so the same inputs give a
+        # byte-identical cache on any machine.
         (tmp / "meta.json").write_text(json.dumps(report, indent=2) + "\n")
         replace_dir(tmp, out_dir)
+        report["wall_time_s"] = round(time.perf_counter() - start, 2)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

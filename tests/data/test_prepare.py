@@ -162,3 +162,15 @@ def test_patient_in_two_given_splits_stops_prepare(tmp_path):
     with pytest.raises(LeakageError, match=r"patient 'P-shared' is in both"):
         prepare(params, tmp_path / "prepared", progress=False)
     assert not (tmp_path / "prepared").exists()
+
+
+def test_cache_is_byte_identical_across_runs(tmp_path):
+    import hashlib
+
+    image_tree(tmp_path / "raw", {"": {"a": 6, "b": 6}})
+    digests = []
+    for name in ("p1", "p2"):
+        prepare(folder_params(tmp_path / "raw"), tmp_path / name, progress=False)
+        files = sorted((tmp_path / name).iterdir())
+        digests.append({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
+    assert digests[0] == digests[1] and "meta.json" in digests[0]
