@@ -35,3 +35,18 @@ def test_all_five_sources_are_registered():
     import rcskd.data.sources  # noqa: F401
 
     assert SOURCES.names() == ["cifar100", "dicom", "figshare_mat", "imagefolder", "phantom"]
+
+
+def test_prefix_family_builds_any_member_by_suffix():
+    reg = Registry("widget")
+    reg.register("plain")(object)
+
+    @reg.register_prefix("ext.")
+    def make_ext(name, size=1):
+        return (name, size)
+
+    assert reg.build("ext.thing", size=3) == ("thing", 3)
+    assert "ext.other" in reg and "ext." not in reg
+    assert reg.names() == ["plain"]  # families are not enumerated
+    with pytest.raises(ConfigError, match=r"known: plain, ext\.<name>"):
+        reg.get("nope")

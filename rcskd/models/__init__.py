@@ -1,6 +1,12 @@
 """Model zoo (registered in `rcskd.registry.MODELS`), specs, checkpoints and taps."""
 
-from rcskd.models import resnet  # noqa: F401  (registers the ResNets)
+from rcskd.models import (  # noqa: F401  (each registers its architectures)
+    densenet,
+    mobilenet,
+    resnet,
+    shufflenet,
+    torchvision_zoo,
+)
 from rcskd.models.pretrained import load_pretrained
 from rcskd.models.spec import (
     CheckpointError,
@@ -10,12 +16,13 @@ from rcskd.models.spec import (
     save_checkpoint,
     spec_of,
 )
-from rcskd.models.taps import taps
+from rcskd.models.taps import default_feature_tap, taps
 
 __all__ = [
     "CheckpointError",
     "ModelSpec",
     "build_model",
+    "default_feature_tap",
     "load_checkpoint",
     "load_pretrained",
     "save_checkpoint",

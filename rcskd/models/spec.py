@@ -9,9 +9,7 @@ with `torch.load(..., weights_only=True)`, which cannot run code.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from rcskd.errors import RcskdError
+from rcskd.io import save_torch_atomic
 from rcskd.registry import MODELS
 
 FORMAT = "rcskd-checkpoint/1"
@@ -108,22 +107,13 @@ def save_checkpoint(
     path: str | Path, model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None = None
 ) -> None:
     """Write {format, spec, state_dict, extra} atomically; `extra` must be plain data."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "spec": dataclasses.asdict(spec_of(model, spec)),
         "state_dict": model.state_dict(),
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_torch_atomic(path, payload)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
