@@ -6,9 +6,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from rcskd.config import params_from_dict
+from rcskd.data.dataset import TensorSplit
 
 BRAIN4 = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri"
 
@@ -135,3 +137,15 @@ def tiny_params(**sections):
         else:
             raw[key] = value
     return params_from_dict(raw)
+
+
+def quadrant_data(n: int, seed: int, size: int = 16) -> TensorSplit:
+    """Class k = a bright square in quadrant k of a noisy image (easy, but needs spatial cues)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    images = (torch.rand(n, 1, size, size, generator=g) * 60).to(torch.uint8)
+    h = size // 2
+    for i, k in enumerate(labels.tolist()):
+        r, c = (k // 2) * h, (k % 2) * h
+        images[i, 0, r + 2 : r + h - 2, c + 2 : c + h - 2] = 220
+    return TensorSplit(images, labels)

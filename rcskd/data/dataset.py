@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from rcskd.errors import DataError
+
+
+class TensorSplit(NamedTuple):
+    """One split of the prepared cache: uint8 images N x C x S x S and int64 labels N."""
+
+    images: Tensor
+    labels: Tensor
 
 
 def load_split(prepared: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,6 +31,11 @@ def load_split(prepared: str | Path, split: str) -> tuple[torch.Tensor, torch.Te
     except Exception as exc:  # torch raises many types for damaged files
         raise DataError(f"{path}: cannot load the prepared split ({exc})") from None
     return blob["images"], blob["labels"]
+
+
+def load_splits(prepared: str | Path) -> dict[str, TensorSplit]:
+    """train, val and test of the prepared cache."""
+    return {s: TensorSplit(*load_split(prepared, s)) for s in ("train", "val", "test")}
 
 
 def load_meta(prepared: str | Path) -> dict:

@@ -14,8 +14,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from rcskd.config import Params
 from rcskd.data import sources  # noqa: F401  (registers the sources)
@@ -39,7 +36,8 @@ from rcskd.data.dedup import (
 from rcskd.data.sources.base import SPLITS, Source
 from rcskd.data.split import assign_splits, check_patient_leakage
 from rcskd.errors import DataError
-from rcskd.io import replace_dir, temp_dir_beside
+from rcskd.io import atomic_dir
+from rcskd.progress import progress as progress_bar
 from rcskd.registry import SOURCES
 
 MANIFEST_FIELDS = [
@@ -104,13 +102,7 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
     source: Source = SOURCES.build(params.data.source, params.data, params.seed)
     classes = list(source.classes)
     images, labels, patients, origins, given, hashes, phashes, thumbs = ([] for _ in range(8))
-    bar = tqdm(
-        source,
-        total=len(source),
-        desc=f"prepare: {params.data.source}",
-        disable=not progress,
-        mininterval=1.0 if sys.stderr.isatty() else 10.0,  # keep CI and DVC logs short
-    )
+    bar = progress_bar(source, f"prepare: {params.data.source}", len(source), enabled=progress)
     for sample in bar:
         _validate(sample, len(classes))
         hashes.append(content_hash(sample.image))
@@ -142,8 +134,7 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
     dd = remove_cross_split(splits, hashes, pairs, origins, dcfg.policy)
     keep = dd.keep
 
-    tmp = temp_dir_beside(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp:
         rows, index_in_split = _write_splits(tmp, images, labels_arr, splits, keep)
         manifest = io.StringIO()
         writer = csv.DictWriter(manifest, MANIFEST_FIELDS, lineterminator="\n")
@@ -173,11 +164,7 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
         # meta.json is part of the cached output: no wall time in it, so the same inputs give a
         # byte-identical cache on any machine.
         (tmp / "meta.json").write_text(json.dumps(report, indent=2) + "\n")
-        replace_dir(tmp, out_dir)
-        report["wall_time_s"] = round(time.perf_counter() - start, 2)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    report["wall_time_s"] = round(time.perf_counter() - start, 2)
     return report
 
 

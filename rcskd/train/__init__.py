@@ -1,0 +1,22 @@
+"""One training loop for teacher training, fine-tuning and distillation."""
+
+from rcskd.data.dataset import TensorSplit
+from rcskd.train.batches import Batches
+from rcskd.train.loop import FitResult, TrainingError, evaluate, fit, predict_logits
+from rcskd.train.objective import CrossEntropy, Objective
+from rcskd.train.optim import build_optimizer, lr_factor, resolve_device
+
+__all__ = [
+    "Batches",
+    "CrossEntropy",
+    "FitResult",
+    "Objective",
+    "TensorSplit",
+    "TrainingError",
+    "build_optimizer",
+    "evaluate",
+    "fit",
+    "lr_factor",
+    "predict_logits",
+    "resolve_device",
+]
