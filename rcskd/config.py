@@ -98,12 +98,82 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation suited to grey MRI: geometry and intensity, no colour operations."""
+
+    hflip: float = field(default=0.5, metadata=_rng(0.0, 1.0))  # probability
+    vflip: float = field(default=0.0, metadata=_rng(0.0, 1.0))  # probability
+    rotate_deg: float = field(default=10.0, metadata=_rng(0.0, 180.0))  # uniform +-
+    translate: float = field(default=0.05, metadata=_rng(0.0, 0.5))  # fraction of the size, +-
+    scale: float = field(default=0.1, metadata=_rng(0.0, 0.5))  # zoom 1 +- scale
+    brightness: float = field(default=0.1, metadata=_rng(0.0, 1.0))  # additive, +-
+    contrast: float = field(default=0.15, metadata=_rng(0.0, 1.0))  # multiplicative, 1 +-
+    gamma: float = field(default=0.15, metadata=_rng(0.0, 1.0))  # exponent exp(+-gamma)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (teacher, fine-tune or distillation): the loop's knobs."""
+
+    epochs: int = field(default=15, metadata=_rng(1))
+    batch_size: int = field(default=64, metadata=_rng(1))
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = field(default=0.05, metadata=_rng(0.0))
+    momentum: float = field(default=0.9, metadata=_rng(0.0, 1.0))  # SGD only
+    weight_decay: float = field(default=5e-4, metadata=_rng(0.0))
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = field(default=1.0, metadata=_rng(0.0))  # linear warm-up from lr/10
+    step_every: int = field(default=10, metadata=_rng(1))  # step schedule: epochs per decay
+    step_gamma: float = field(default=0.1, metadata=_rng(0.0, 1.0))  # step schedule: factor
+    label_smoothing: float = field(default=0.0, metadata=_rng(0.0, 0.5))
+    balanced_sampling: bool = False  # draw classes equally often (with replacement)
+    monitor: Literal["acc", "balanced_acc", "loss"] = "balanced_acc"  # picks the best epoch
+    early_stopping: int = field(default=0, metadata=_rng(0))  # patience in epochs; 0 = off
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher: architecture and its training."""
+
+    arch: str = "resnet18"  # a zoo name (rcskd info) or torchvision.<name> where it imports
+    width: float = field(default=0.5, metadata=_rng(0.01, 4.0))  # channel multiplier
+    pretrained: str = ""  # local torchvision-format state_dict; "" = from scratch
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """CPU latency measurement."""
+
+    threads: int = field(default=2, metadata=_rng(1))
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    repeats: int = field(default=20, metadata=_rng(1))  # timed runs; the median is reported
+    warmup: int = field(default=3, metadata=_rng(0))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluate stage: clinical metrics, calibration, complexity, Grad-CAM."""
+
+    batch_size: int = field(default=128, metadata=_rng(1))
+    bootstrap: int = field(default=1000, metadata=_rng(0))  # resamples for the 95% interval
+    ece_bins: int = field(default=15, metadata=_rng(1))
+    gradcam_per_class: int = field(default=2, metadata=_rng(0))  # test images per class
+    gradcam_tap: str = "stage3"  # named tap; "" = the last spatial tap
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+
+@dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
 
     seed: int = field(default=0, metadata=_rng(0))
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

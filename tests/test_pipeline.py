@@ -20,6 +20,8 @@ BIN = Path(sys.executable).parent
 TINY = {
     "data": {"phantom": {"patients": 16, "slices_per_patient": 2, "size": 48}},
     "prepare": {"image_size": 32},
+    "teacher": {"width": 0.125, "train": {"epochs": 2, "batch_size": 8}},
+    "evaluate": {"bootstrap": 50, "gradcam_per_class": 1, "latency": {"repeats": 2}},
 }
 
 
@@ -27,6 +29,15 @@ def run(cmd, cwd, env):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def merge(base: dict, update: dict) -> None:
+    """Deep-merge `update` into `base`."""
+    for key, value in update.items():
+        if isinstance(value, dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +57,7 @@ def repo_copy(tmp_path_factory):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    for section, values in TINY.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                params[section][key].update(value)
-            else:
-                params[section][key] = value
+    merge(params, TINY)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{dest / 'test-mlflow.db'}"
@@ -79,6 +85,28 @@ def test_repro_builds_the_prepared_cache(repo_copy):
     assert "data/prepared" in (dest / "dvc.lock").read_text()
 
 
+def test_repro_trains_the_teacher_and_evaluates_it(repo_copy):
+    dest, _, log = repo_copy
+    assert "Running stage 'teacher'" in log and "Running stage 'evaluate'" in log
+    teacher = json.loads((dest / "reports" / "teacher.json").read_text())
+    assert teacher["epochs_run"] == 2 and 0 <= teacher["test_acc"] <= 1
+    curve = (dest / "reports" / "teacher_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("epoch,train_loss,train_ce,train_acc,lr,val_loss,val_acc")
+    assert len(curve) == 3
+    metrics = json.loads((dest / "reports" / "metrics.json").read_text())
+    m = metrics["teacher"]
+    assert m["acc"] == pytest.approx(teacher["test_acc"], abs=1e-6)  # same model, same data
+    assert m["acc_ci95_low"] <= m["acc"] <= m["acc_ci95_high"]
+    assert m["params"] == teacher["params"] and m["flops"] == teacher["flops"] > 0
+    assert m["latency_b1_ms"] > 0 and m["latency_b32_ms"] > 0
+    assert {"sensitivity_glioma", "specificity_pituitary", "ece", "macro_auc"} <= set(m)
+    plots = {p.name for p in (dest / "reports" / "plots").iterdir()}
+    assert plots == {"teacher_confusion.png", "teacher_gradcam.png", "teacher_reliability.png"}
+    detail = json.loads((dest / "reports" / "evaluation" / "teacher.json").read_text())
+    assert sum(map(sum, detail["confusion_matrix"])) == detail["n"]
+    assert "models/teacher.pt" in (dest / "dvc.lock").read_text()
+
+
 def test_second_repro_does_nothing(repo_copy):
     dest, env, _ = repo_copy
     log = run([str(BIN / "dvc"), "repro"], dest, env)
@@ -92,6 +120,13 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
 
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("rcskd")
+    for stage in ("teacher", "evaluate"):
+        (run_,) = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'")
+        assert run_.data.metrics
+    (teacher,) = client.search_runs([experiment.experiment_id], "tags.stage = 'teacher'")
+    assert teacher.data.params["train.epochs"] == "2"
+    history = client.get_metric_history(teacher.info.run_id, "val_acc")
+    assert [m.step for m in history] == [1, 2]  # one point per epoch
     runs = client.search_runs([experiment.experiment_id], "tags.stage = 'prepare'")
     assert len(runs) == 1
     run_ = runs[0]
@@ -118,3 +153,33 @@ def test_bad_params_fail_the_stage_with_a_clear_message(repo_copy):
     assert "unknown key 'prepare.image_sise'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_killed_teacher_stage_resumes_where_it_stopped(repo_copy, tmp_path):
+    """SIGKILL the stage after its first epoch checkpoint, run it again: it continues."""
+    import signal
+    import time
+
+    dest, env, _ = repo_copy
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    merge(params, {"teacher": {"train": {"epochs": 4}}})
+    custom = tmp_path / "params.yaml"
+    custom.write_text(yaml.safe_dump(params, sort_keys=False))
+    resume = tmp_path / "resume.pt"
+    cmd = [
+        sys.executable, "stages/teacher.py", "--params", str(custom), "--resume", str(resume),
+        "--out", str(tmp_path / "t.pt"), "--report", str(tmp_path / "t.json"),
+        "--curve", str(tmp_path / "t.csv"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=dest, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert resume.exists(), "no resume checkpoint appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "t.pt").exists()  # nothing half-written
+    run(cmd, dest, env)
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["resumed_from_epoch"] >= 1 and report["epochs_run"] == 4
+    assert not resume.exists()

@@ -1,0 +1,91 @@
+"""Shared by the benchmark scripts: the brain4-64 protocol, provenance, resumable results.
+
+Work files (prepared cache, checkpoints, resume states) live under `.bench/` (git-ignored);
+results go to `reports/bench/` (committed). A result file holds one entry per finished unit
+(e.g. a seed), so a rerun skips what is done unless `--force` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as `python benchmarks/x.py` from anywhere
+
+from rcskd.config import Params, as_dict, params_from_dict  # noqa: E402
+from rcskd.data.dataset import load_meta  # noqa: E402
+from rcskd.data.prepare import prepare  # noqa: E402
+from rcskd.io import write_json_atomic, write_text_atomic  # noqa: E402
+from rcskd.tracking import git_commit  # noqa: E402
+
+BRAIN4 = (REPO.parent / "shared" / "data" / "brain-tumor-mri").resolve()
+WORK = REPO / ".bench"
+RESULTS = REPO / "reports" / "bench"
+SPLIT_NOTE = "image-level split (Brain-4 has no patient ids); cross-split duplicates removed"
+
+
+def brain4_params(seed: int = 0, **sections: dict[str, Any]) -> Params:
+    """Params of protocol brain4-64 (imagefolder source, 64 px grey), plus section overrides."""
+    raw: dict[str, Any] = {
+        "seed": seed,
+        "data": {"source": "imagefolder", "root": str(BRAIN4)},
+        "prepare": {"image_size": 64, "channels": 1},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return params_from_dict(raw, source="brain4-64 protocol")
+
+
+def prepared_brain4(params: Params) -> Path:
+    """The prepared brain4-64 cache (built once; the split depends on the data seed only)."""
+    if not BRAIN4.is_dir():
+        sys.exit(f"benchmark needs the Brain-4 dataset at {BRAIN4}")
+    out = WORK / f"brain4-64-seed{params.seed}" / "prepared"
+    if not (out / "meta.json").is_file():
+        prepare(params, out)
+    return out
+
+
+def provenance(params: Params, prepared: Path, seeds: list[int]) -> dict[str, Any]:
+    """What every result file records: commit, params, seeds, data fingerprint, versions."""
+    meta = load_meta(prepared)
+    return {
+        "git_commit": git_commit(REPO),
+        "protocol": "brain4-64",
+        "split": SPLIT_NOTE,
+        "dataset_fingerprint": meta["fingerprint"],
+        "counts": meta["counts"],
+        "seeds": seeds,
+        "params": as_dict(params),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """An existing result file, or an empty skeleton."""
+    return json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+
+
+def save_results(path: Path, results: dict[str, Any], markdown: str | None = None) -> None:
+    """Write the JSON (and its Markdown table beside it) atomically."""
+    write_json_atomic(path, results)
+    if markdown is not None:
+        write_text_atomic(path.with_suffix(".md"), markdown)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0

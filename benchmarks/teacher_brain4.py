@@ -1,0 +1,132 @@
+"""Benchmark: the brain4-64 teacher (ResNet-18 from scratch, 64 px grey, 20 epochs).
+
+    python benchmarks/teacher_brain4.py [--seeds 0 1] [--epochs 20] [--force]
+
+Writes reports/bench/teacher_brain4.json (+ .md): per seed, test accuracy with a 95% bootstrap
+interval, balanced accuracy, macro-F1, per-class sensitivity/specificity, ECE, params, FLOPs,
+latency and wall time; the seed-0 checkpoint stays in .bench/ for the prune and distill
+benchmarks. Resumable: finished seeds are skipped, an interrupted seed resumes from its last
+epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import (
+    RESULTS,
+    WORK,
+    brain4_params,
+    load_results,
+    mean_std,
+    prepared_brain4,
+    provenance,
+    save_results,
+)
+
+from rcskd.config import EvaluateConfig
+from rcskd.data.dataset import load_meta, load_splits
+from rcskd.evaluate import evaluate_model
+from rcskd.io import write_bytes_atomic
+from rcskd.teacher import train_teacher
+
+TEACHER = {
+    "arch": "resnet18",
+    "width": 1.0,
+    "train": {
+        "epochs": 20,
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "balanced_sampling": True,  # notumor loses half its images to dedup
+        "monitor": "balanced_acc",
+    },
+}
+
+
+def teacher_path(seed: int) -> str:
+    """Where the benchmark keeps the teacher of `seed` (reused by later benchmarks)."""
+    return str(WORK / "brain4-64-seed0" / f"teacher_resnet18_seed{seed}.pt")
+
+
+def markdown(results: dict) -> str:
+    runs = results["runs"]
+    lines = [
+        "# brain4-64 teacher: ResNet-18 from scratch, 64 px grey",
+        "",
+        f"Split: {results['provenance']['split']}. Test set: Brain-4 `Testing/` (1,311 images).",
+        "",
+        "| seed | test acc (95% CI) | balanced acc | macro-F1 | ECE | epochs | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, r in sorted(runs.items()):
+        lo, hi = r["acc_ci95"]
+        lines.append(
+            f"| {seed} | {r['acc']:.4f} ({lo:.3f}-{hi:.3f}) | {r['balanced_acc']:.4f} | "
+            f"{r['macro_f1']:.4f} | {r['ece']:.3f} | {r['epochs_run']} | "
+            f"{r['train_seconds'] / 60:.1f} min |"
+        )
+    if len(runs) > 1:
+        m, s = mean_std([r["acc"] for r in runs.values()])
+        lines.append(f"| mean +- std | {m:.4f} +- {s:.4f} | | | | | |")
+    first = next(iter(runs.values()))
+    lines += ["", "Per-class sensitivity / specificity (first seed):", ""]
+    lines += ["| class | sensitivity | specificity |", "|---|---|---|"]
+    for name, pc in first["per_class"].items():
+        lines.append(f"| {name} | {pc['sensitivity']:.3f} | {pc['specificity']:.3f} |")
+    lines += [
+        "",
+        f"Params {first['params']:,}, FLOPs {first['flops'] / 1e6:.0f} M per 64x64 image, "
+        f"CPU latency batch 1 {first['latency_ms']['b1']:.1f} ms, batch 32 "
+        f"{first['latency_ms']['b32']:.1f} ms ({first['latency_threads']} threads).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=TEACHER["train"]["epochs"])
+    parser.add_argument("--force", action="store_true", help="recompute finished seeds")
+    args = parser.parse_args()
+    out = RESULTS / "teacher_brain4.json"
+    results = load_results(out)
+    data_params = brain4_params(0)
+    prepared = prepared_brain4(data_params)  # one split for all seeds (split seed 0)
+    classes = load_meta(prepared)["classes"]
+    test = load_splits(prepared)["test"]
+    for seed in args.seeds:
+        if str(seed) in results["runs"] and not args.force:
+            print(f"seed {seed}: done, skipped")
+            continue
+        teacher = dict(TEACHER, train=dict(TEACHER["train"], epochs=args.epochs))
+        params = brain4_params(seed, teacher=teacher)
+        start = time.perf_counter()
+        path = teacher_path(seed)
+        report = train_teacher(params, prepared, path, resume_path=path + ".resume")
+        cfg = EvaluateConfig(bootstrap=2000)
+        evaluation, figures = evaluate_model(path, test, classes, cfg, seed)
+        write_bytes_atomic(
+            RESULTS / f"teacher_brain4_seed{seed}_confusion.png",
+            figures[f"teacher_resnet18_seed{seed}_confusion.png"],
+        )
+        evaluation.pop("calibration")
+        results["runs"][str(seed)] = {
+            **evaluation,
+            "val_acc": report["val_acc"],
+            "best_epoch": report["best_epoch"],
+            "epochs_run": report["epochs_run"],
+            "train_seconds": report["train_seconds"],
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "history": report["history"],
+        }
+        results["provenance"] = provenance(params, prepared, sorted(map(int, results["runs"])))
+        save_results(out, results, markdown(results))
+        print(f"seed {seed}: test acc {evaluation['acc']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Figures (no I/O), Grad-CAM maps, and the report page."""
