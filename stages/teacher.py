@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             history = report.pop("history")
             write_csv_atomic(args.curve, history)
             write_json_atomic(args.report, report)
-            run.log_metrics({k: v for k, v in report.items() if k != "spec"})
+            # per-epoch rows are curves (val_acc at steps 1..n); the summary gets its own names
+            run.log_metrics({"summary": {k: v for k, v in report.items() if k != "spec"}})
             for path in (args.report, args.curve, args.out):
                 run.log_artifact(path)
     except RcskdError as exc:

@@ -127,6 +127,7 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
     assert teacher.data.params["train.epochs"] == "2"
     history = client.get_metric_history(teacher.info.run_id, "val_acc")
     assert [m.step for m in history] == [1, 2]  # one point per epoch
+    assert teacher.data.metrics["summary.test_acc"] >= 0
     runs = client.search_runs([experiment.experiment_id], "tags.stage = 'prepare'")
     assert len(runs) == 1
     run_ = runs[0]
