@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from rcskd import __version__
-from rcskd.errors import RcskdError
+from rcskd.errors import run_reporting_errors
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -55,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("checkpoint", nargs="?", type=Path)
     info.set_defaults(run=_info)
     args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except RcskdError as exc:
-        print(f"rcskd {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors(f"rcskd {args.command}", lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class RcskdError(Exception):
     """Base class for every error rcskd raises on purpose."""
@@ -17,3 +20,16 @@ class DataError(RcskdError):
 
 class LeakageError(DataError):
     """The same image or patient would appear in two splits."""
+
+
+def run_reporting_errors(name: str, body: Callable[[], object]) -> int:
+    """Run a command's body; an RcskdError becomes one line `name: error: ...` and exit code 2.
+
+    Stages and the CLI use this so that bad input never ends in a traceback.
+    """
+    try:
+        body()
+    except RcskdError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rcskd.config import as_dict, load_params
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.errors import RcskdError
+from rcskd.errors import run_reporting_errors
 from rcskd.evaluate import evaluate_model, flat_metrics
 from rcskd.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from rcskd.tracking import stage_run
@@ -28,34 +28,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--details", default="reports/evaluation")
     parser.add_argument("--plots", default="reports/plots")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        meta = load_meta(args.prepared)
-        test = load_splits(args.prepared)["test"]
-        classes = meta["classes"]
-        device = resolve_device(params.device)
-        section = {"seed": params.seed, **as_dict(params.evaluate)}
-        metrics = {}
-        with stage_run("evaluate", section) as run:
-            with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
-                for path in args.models:
-                    name = Path(path).stem
-                    print(f"evaluate: {name} ({path})", file=sys.stderr)
-                    report, figures = evaluate_model(
-                        path, test, classes, params.evaluate, params.seed, device
-                    )
-                    metrics[name] = flat_metrics(report, classes)
-                    write_json_atomic(details / f"{name}.json", report)
-                    for filename, data in figures.items():
-                        write_bytes_atomic(plots / filename, data)
-            write_json_atomic(args.metrics, metrics)
-            run.log_metrics(metrics)
-            for path in (args.metrics, args.details, args.plots):
-                run.log_artifact(path)
-    except RcskdError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_reporting_errors("evaluate", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
+    """The stage's work (errors are reported by `main`)."""
+    params = load_params(args.params)
+    meta = load_meta(args.prepared)
+    test = load_splits(args.prepared)["test"]
+    classes = meta["classes"]
+    device = resolve_device(params.device)
+    section = {"seed": params.seed, **as_dict(params.evaluate)}
+    metrics = {}
+    with stage_run("evaluate", section) as tracker:
+        with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
+            for path in args.models:
+                name = Path(path).stem
+                print(f"evaluate: {name} ({path})", file=sys.stderr)
+                report, figures = evaluate_model(
+                    path, test, classes, params.evaluate, params.seed, device
+                )
+                metrics[name] = flat_metrics(report, classes)
+                write_json_atomic(details / f"{name}.json", report)
+                for filename, data in figures.items():
+                    write_bytes_atomic(plots / filename, data)
+        write_json_atomic(args.metrics, metrics)
+        tracker.log_metrics(metrics)
+        for path in (args.metrics, args.details, args.plots):
+            tracker.log_artifact(path)
 
 
 if __name__ == "__main__":
