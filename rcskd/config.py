@@ -39,10 +39,10 @@ DEFAULT_ALIASES: dict[str, str] = {
 class PhantomConfig:
     """The embedded synthetic brain-MRI dataset."""
 
-    patients: int = field(default=400, metadata=_rng(1))
-    slices_per_patient: int = field(default=5, metadata=_rng(1, 64))
+    patients: int = field(default=1000, metadata=_rng(1))
+    slices_per_patient: int = field(default=2, metadata=_rng(1, 64))
     size: int = field(default=128, metadata=_rng(16, 1024))
-    difficulty: float = field(default=0.5, metadata=_rng(0.0, 1.0))
+    difficulty: float = field(default=0.0, metadata=_rng(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,12 @@ class AugmentConfig:
 class TrainConfig:
     """One training run (teacher, fine-tune or distillation): the loop's knobs."""
 
-    epochs: int = field(default=15, metadata=_rng(1))
+    epochs: int = field(default=30, metadata=_rng(1))
     batch_size: int = field(default=64, metadata=_rng(1))
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = field(default=0.05, metadata=_rng(0.0))
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = field(default=0.002, metadata=_rng(0.0))
     momentum: float = field(default=0.9, metadata=_rng(0.0, 1.0))  # SGD only
-    weight_decay: float = field(default=5e-4, metadata=_rng(0.0))
+    weight_decay: float = field(default=0.05, metadata=_rng(0.0))
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: float = field(default=1.0, metadata=_rng(0.0))  # linear warm-up from lr/10
     step_every: int = field(default=10, metadata=_rng(1))  # step schedule: epochs per decay

@@ -51,7 +51,7 @@ LOOK = {
     "solid": {"t1c": 0.45, "t2": 0.8, "flair": 0.8},
     "rim": {"t1c": 1.2, "t2": 0.62, "flair": 0.72},
     "necrosis": {"t1c": 0.15, "t2": 0.97, "flair": 0.25},
-    "meningioma": {"t1c": 1.0, "t2": 0.74, "flair": 0.76},
+    "meningioma": {"t1c": 1.0, "t2": 0.86, "flair": 0.86},  # above grey matter
     "pituitary": {"t1c": 0.92, "t2": 0.72, "flair": 0.7},
 }
 
@@ -149,10 +149,10 @@ def _lesion(rng, kind: str, anat: Anatomy, d: float) -> tuple[np.ndarray, float,
             blobs.append(_blob(rng, c, radii, frame, "solid", irr, 0.12, 0.2))
         return c, r, blobs, (c, rng.uniform(0.25, 0.45), 1.6 * r)
     if kind == "meningioma":
-        r = rng.uniform(10 - 3 * d, 24)
+        r = rng.uniform(14 - 4 * d, 30)
         i = rng.integers(len(anat.surface))
         s, nrm = anat.surface[i], anat.surface_normal[i]
-        c = s + nrm * 0.25 * r
+        c = s + nrm * 0.1 * r  # mostly against the brain, compressing it
         frame = _frame(nrm)
         radii = np.array([0.7, 1.1, 1.1]) * r * rng.uniform(0.85, 1.15, 3)
         blobs = [_blob(rng, c, radii, frame, "meningioma", 0.08, 0.03, 0.08)]
@@ -195,10 +195,10 @@ def make_patient(rng: np.random.Generator, label: int, n_slices: int, d: float) 
     dirs = rng.normal(size=(k, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     warp = (freq, rng.uniform(0, 2 * np.pi, k), dirs, rng.uniform(1.0, 3.0, k))
-    contrast = rng.uniform(0.75, 1.0) * (1.0 - 0.4 * d)
+    contrast = rng.uniform(0.85, 1.0) * (1.0 - 0.3 * d)
     return Patient(
         label=label,
-        sequence=SEQUENCES[rng.choice(3, p=[0.5, 0.3, 0.2])],
+        sequence=SEQUENCES[rng.choice(3, p=[0.7, 0.2, 0.1])],  # mostly T1c, as Brain-4
         basis=basis,
         shape_matrix=shape_matrix,
         warp=warp,
