@@ -23,13 +23,21 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     torch's counter counts a multiply-add as 2 FLOPs (so FLOPs = 2 x MACs, the convention of
     fvcore-style "GFLOPs" halves this); only matmul/conv-type operators are counted.
     """
-    was_training = model.training
-    model.eval()
     x = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    return forward_flops(model, x)
+
+
+@torch.no_grad()
+def forward_flops(module: nn.Module, *args: object) -> int:
+    """FLOPs of `module(*args)` in eval mode (same convention as `count_flops`)."""
+    was_training = module.training
+    module.eval()
     counter = FlopCounterMode(display=False)
-    with counter:
-        model(x)
-    model.train(was_training)
+    try:
+        with counter:
+            module(*args)
+    finally:
+        module.train(was_training)
     return int(counter.get_total_flops())
 
 
