@@ -143,6 +143,50 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """How a pruning candidate is scored without training it (adaptive BN + held-out data)."""
+
+    calib_images: int = field(default=256, metadata=_rng(1))  # BN recalibration images
+    eval_images: int = field(default=512, metadata=_rng(1))  # scoring images (held out of train)
+    finetune_top_k: int = field(default=0, metadata=_rng(0))  # re-rank the k best after a short
+    finetune_steps: int = field(default=30, metadata=_rng(1))  # fine-tune of this many steps
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The DDPG agent (stable-baselines3) that picks one ratio per unit."""
+
+    episodes: int = field(default=60, metadata=_rng(1))  # candidates evaluated, warm-up included
+    warmup_episodes: int = field(default=15, metadata=_rng(0))  # random episodes before learning
+    noise_sigma: float = field(default=0.5, metadata=_rng(0.0))  # exploration, in action units
+    noise_decay: float = field(default=0.95, metadata=_rng(0.0, 1.0))  # per episode after warm-up
+    learning_rate: float = field(default=1e-3, metadata=_rng(0.0))  # actor and critic
+    hidden: int = field(default=64, metadata=_rng(1))  # width of the actor's and critic's 2 layers
+    batch_size: int = field(default=64, metadata=_rng(1))
+    tau: float = field(default=0.01, metadata=_rng(0.0, 1.0))  # soft target update
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """LPB-RL: per-block pruning ratios under a resource budget, then a short fine-tune."""
+
+    budget: float = field(default=0.5, metadata=_rng(0.01, 1.0))  # share of the teacher kept
+    resource: Literal["params", "flops"] = "params"
+    max_ratio: float = field(default=0.8, metadata=_rng(0.0, 0.99))  # most a unit may lose
+    granularity: Literal["block", "stage"] = "block"  # one ratio per block, or per stage
+    importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
+    round_to: int = field(default=1, metadata=_rng(1))  # kept channels: a multiple of this
+    search: Literal["ddpg", "random", "uniform"] = "ddpg"  # whose ratios the student gets
+    compare_baselines: bool = True  # also run uniform and random search, same evaluations
+    reward: Literal["accuracy", "error_log_resource"] = "accuracy"
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    finetune: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=5, lr=5e-4, warmup_epochs=0.0)
+    )
+
+
+@dataclass(frozen=True)
 class LatencyConfig:
     """CPU latency measurement."""
 
@@ -173,6 +217,7 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 

@@ -20,7 +20,12 @@ BIN = Path(sys.executable).parent
 TINY = {
     "data": {"phantom": {"patients": 16, "slices_per_patient": 2, "size": 48}},
     "prepare": {"image_size": 32},
-    "teacher": {"width": 0.125, "train": {"epochs": 2, "batch_size": 8}},
+    "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
+    "prune": {
+        "agent": {"episodes": 3, "warmup_episodes": 1, "batch_size": 4, "hidden": 8},
+        "proxy": {"calib_images": 8, "eval_images": 8},
+        "finetune": {"epochs": 1, "batch_size": 8},
+    },
     "evaluate": {"bootstrap": 50, "gradcam_per_class": 1, "latency": {"repeats": 2}},
 }
 
@@ -101,10 +106,31 @@ def test_repro_trains_the_teacher_and_evaluates_it(repo_copy):
     assert m["latency_b1_ms"] > 0 and m["latency_b32_ms"] > 0
     assert {"sensitivity_glioma", "specificity_pituitary", "ece", "macro_auc"} <= set(m)
     plots = {p.name for p in (dest / "reports" / "plots").iterdir()}
-    assert plots == {"teacher_confusion.png", "teacher_gradcam.png", "teacher_reliability.png"}
+    for model in ("teacher", "pruned"):
+        assert {f"{model}_{kind}.png" for kind in ("confusion", "gradcam", "reliability")} <= plots
     detail = json.loads((dest / "reports" / "evaluation" / "teacher.json").read_text())
     assert sum(map(sum, detail["confusion_matrix"])) == detail["n"]
     assert "models/teacher.pt" in (dest / "dvc.lock").read_text()
+
+
+def test_repro_prunes_the_teacher_to_the_budget(repo_copy):
+    dest, _, log = repo_copy
+    assert "Running stage 'prune'" in log
+    report = json.loads((dest / "reports" / "prune.json").read_text())
+    assert report["budget"] == 0.5 and report["budget_met"]
+    assert abs(report["achieved_params_ratio"] - 0.5) <= 0.02
+    assert set(report["search_scores"]) == {"ddpg", "random", "uniform"}
+    search = (dest / "reports" / "prune_search.csv").read_text().splitlines()
+    assert search[0] == "method,episode,reward,best_so_far" and len(search) == 1 + 3 + 3 + 1
+    ratios = json.loads((dest / "reports" / "ratios.json").read_text())
+    assert (
+        set(ratios["chosen"])
+        == set(ratios["uniform"])
+        == {f"layer{i}.{j}" for i in (1, 2, 3, 4) for j in (0, 1)}
+    )
+    metrics = json.loads((dest / "reports" / "metrics.json").read_text())
+    assert metrics["pruned"]["params"] == report["params"]
+    assert metrics["pruned"]["params"] < metrics["teacher"]["params"]
 
 
 def test_second_repro_does_nothing(repo_copy):
@@ -120,7 +146,7 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
 
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("rcskd")
-    for stage in ("teacher", "evaluate"):
+    for stage in ("teacher", "prune", "evaluate"):
         (run_,) = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'")
         assert run_.data.metrics
     (teacher,) = client.search_runs([experiment.experiment_id], "tags.stage = 'teacher'")

@@ -1,0 +1,122 @@
+"""The LPB-RL environment and the three search methods, on a cheap synthetic score."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from rcskd.config import AgentConfig
+from rcskd.errors import ConfigError
+from rcskd.metrics.complexity import count_params
+from rcskd.models import ModelSpec, build_model
+from rcskd.prune.apply import prune_blocks, remaining
+from rcskd.prune.blocks import find_blocks
+from rcskd.prune.env import PruningEnv, make_units, unit_ratios_to_blocks
+from rcskd.prune.search import (
+    DecayingGaussianNoise,
+    search_ddpg,
+    search_random,
+    search_uniform,
+)
+
+SHAPE = (1, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec("resnet18", 3, 1, 0.5)).eval()
+    blocks = find_blocks(model, SHAPE)
+    return model, blocks, count_params(model)
+
+
+def prefer_late_pruning(ratios):
+    """Synthetic proxy: pruning later blocks hurts less (ratio-weighted by block index)."""
+    values = list(ratios.values())
+    return 1.0 - sum((len(values) - i) * r for i, r in enumerate(values)) / (len(values) ** 2)
+
+
+def make_env(setting, budget=0.5, granularity="block", score=prefer_late_pruning):
+    model, blocks, total = setting
+    units = make_units(blocks, granularity)
+    return PruningEnv(units, total, budget, "params", 0.8, score)
+
+
+def run_episode(env, actions):
+    env.reset(seed=0)
+    for a in actions:
+        obs, reward, done, truncated, info = env.step(np.array([a], np.float32))
+        assert obs.shape == env.observation_space.shape and env.observation_space.contains(obs)
+    assert done and not truncated
+    return info["ratios"], reward
+
+
+def test_gymnasium_env_checker_passes(setting):
+    check_env(make_env(setting), skip_render_check=True)
+
+
+@pytest.mark.parametrize("action", [0.0, 0.3, 1.0])
+def test_every_episode_meets_the_budget_within_two_percent(setting, action):
+    model, blocks, total = setting
+    env = make_env(setting, budget=0.5)
+    ratios, _ = run_episode(env, [action] * len(env.units))
+    assert all(0.0 <= r <= 0.8 for r in ratios.values())
+    kept = remaining(blocks, unit_ratios_to_blocks(env.units, ratios), total, "params")
+    assert kept / total == pytest.approx(0.5, abs=0.02)
+    pruned = prune_blocks(model, blocks, unit_ratios_to_blocks(env.units, ratios), SHAPE)
+    assert count_params(pruned) == kept
+
+
+def test_clipping_forces_the_shortfall_onto_late_units_and_never_overshoots(setting):
+    env = make_env(setting, budget=0.5)
+    lazy, _ = run_episode(env, [0.0] * len(env.units))  # the agent prunes nothing...
+    ratios = list(lazy.values())
+    assert ratios[0] == 0.0 and ratios[-1] > 0.5  # ... so the last units must
+    greedy, _ = run_episode(env, [1.0] * len(env.units))  # the agent prunes everything...
+    assert list(greedy.values())[-1] < 0.8  # ... and the budget caps what is left to remove
+
+
+def test_stage_granularity_shares_one_ratio_per_stage(setting):
+    env = make_env(setting, granularity="stage")
+    assert [u.name for u in env.units] == ["stage1", "stage2", "stage3", "stage4"]
+    ratios, _ = run_episode(env, [0.5] * 4)
+    per_block = unit_ratios_to_blocks(env.units, ratios)
+    assert per_block["layer2.0"] == per_block["layer2.1"] == ratios["stage2"]
+
+
+def test_unreachable_budget_is_a_config_error(setting):
+    with pytest.raises(ConfigError, match=r"prune.budget 0.05 is out of reach"):
+        make_env(setting, budget=0.05)
+
+
+def test_uniform_search_uses_one_ratio_and_meets_the_budget(setting):
+    model, blocks, total = setting
+    env = make_env(setting, budget=0.6)
+    result = search_uniform(env)
+    assert len(set(result.ratios.values())) == 1 and len(result.history) == 1
+    kept = remaining(blocks, unit_ratios_to_blocks(env.units, result.ratios), total, "params")
+    assert kept / total == pytest.approx(0.6, abs=0.02)
+
+
+def test_random_and_ddpg_searches_run_end_to_end_and_report_their_best(setting):
+    env = make_env(setting)
+    rnd = search_random(env, episodes=6, seed=0)
+    assert [h["episode"] for h in rnd.history] == [1, 2, 3, 4, 5, 6]
+    assert rnd.score == max(h["reward"] for h in rnd.history)
+    cfg = AgentConfig(episodes=8, warmup_episodes=3, batch_size=8, hidden=16)
+    ddpg = search_ddpg(env, cfg, seed=0)
+    assert len(ddpg.history) == 8 and len(ddpg.episodes) == 8
+    assert ddpg.score == ddpg.history[ddpg.best_episode - 1]["reward"]
+    assert ddpg.score == pytest.approx(prefer_late_pruning(ddpg.ratios))
+    assert ddpg.history[-1]["best_so_far"] == ddpg.score
+
+
+def test_exploration_noise_decays_after_warm_up():
+    noise = DecayingGaussianNoise(sigma=0.5, decay=0.5, warmup_episodes=2, seed=0)
+    sigmas = []
+    for _ in range(4):
+        noise.reset()
+        sigmas.append(noise.sigma)
+    assert sigmas == [0.5, 0.5, 0.25, 0.125]
+    draws = np.array([noise()[0] for _ in range(2000)])
+    assert draws.std() == pytest.approx(0.125, rel=0.1)
