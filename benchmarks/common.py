@@ -89,3 +89,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     t = torch.tensor(values, dtype=torch.float64)
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+
+
+def brain4_teacher(seed: int = 0) -> Path:
+    """The brain4-64 teacher checkpoint of teacher_brain4.py (run that first)."""
+    path = WORK / "brain4-64-seed0" / f"teacher_resnet18_seed{seed}.pt"
+    if not path.is_file():
+        sys.exit(f"{path} missing: run `python benchmarks/teacher_brain4.py --seeds {seed}` first")
+    return path
