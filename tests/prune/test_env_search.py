@@ -120,3 +120,42 @@ def test_exploration_noise_decays_after_warm_up():
     assert sigmas == [0.5, 0.5, 0.25, 0.125]
     draws = np.array([noise()[0] for _ in range(2000)])
     assert draws.std() == pytest.approx(0.125, rel=0.1)
+
+
+def test_top_k_reranking_considers_only_the_k_best_episodes_and_spares_the_teacher(setting):
+    from rcskd.config import params_from_dict
+    from rcskd.data.transforms import fit_preprocess
+    from rcskd.prune.search import SearchResult
+    from rcskd.pruning import rerank_with_finetune
+    from tests.fixtures import quadrant_data
+
+    model, blocks, total = setting
+    units = make_env(setting).units
+    train = quadrant_data(64, 0, size=32)
+    train = type(train)(train.images, train.labels % 3)
+    light = {u.name: 0.1 for u in units}
+    heavy = {u.name: 0.7 for u in units}
+    worst = {u.name: 0.5 for u in units}
+    episodes = [
+        {"ratios": worst, "reward": 0.1},
+        {"ratios": heavy, "reward": 0.9},
+        {"ratios": light, "reward": 0.8},
+    ]
+    result = SearchResult("ddpg", heavy, 0.9, 2, episodes=episodes)
+    pre = fit_preprocess(train.images)
+
+    def rerank(k):
+        raw = {
+            "prune": {
+                "proxy": {"finetune_top_k": k, "finetune_steps": 2, "calib_images": 8,
+                          "eval_images": 16},
+                "finetune": {"batch_size": 8},
+            }
+        }  # fmt: skip
+        return rerank_with_finetune(
+            params_from_dict(raw), model, result, blocks, units, train, pre, SHAPE
+        )
+
+    assert rerank(1) == heavy  # the proxy's best, nothing else considered
+    assert rerank(2) in (heavy, light)  # never the third-ranked episode
+    assert count_params(model) == total  # candidates are copies
