@@ -146,6 +146,7 @@ class TeacherConfig:
 class ProxyConfig:
     """How a pruning candidate is scored without training it (adaptive BN + held-out data)."""
 
+    data: Literal["train", "val"] = "train"  # scoring images: held out of train, or validation
     calib_images: int = field(default=256, metadata=_rng(1))  # BN recalibration images
     eval_images: int = field(default=512, metadata=_rng(1))  # scoring images (held out of train)
     finetune_top_k: int = field(default=0, metadata=_rng(0))  # re-rank the k best after a short

@@ -43,10 +43,17 @@ def _taylor_gradients(model, images, labels, preprocess, batch_size: int = 64) -
     model.eval()
 
 
+def proxy_data(params: Params, splits: dict[str, TensorSplit]) -> tuple[torch.Tensor, TensorSplit]:
+    """Calibration images and scoring split of the proxy, as `prune.proxy` asks."""
+    cfg = params.prune.proxy
+    val = splits["val"] if cfg.data == "val" else None
+    return proxy_subsets(splits["train"], cfg.calib_images, cfg.eval_images, params.seed, val)
+
+
 def run_search(
     params: Params,
     teacher: torch.nn.Module,
-    train: TensorSplit,
+    splits: dict[str, TensorSplit],
     preprocess: Preprocess,
     input_shape: tuple[int, ...],
     show_progress: bool = True,
@@ -55,7 +62,7 @@ def run_search(
     cfg = params.prune
     blocks = find_blocks(teacher, input_shape)
     units = make_units(blocks, cfg.granularity)
-    calib, held = proxy_subsets(train, cfg.proxy.calib_images, cfg.proxy.eval_images, params.seed)
+    calib, held = proxy_data(params, splits)
     if cfg.importance == "taylor":
         _taylor_gradients(teacher, held.images, held.labels, preprocess)
     total = count_params(teacher) if cfg.resource == "params" else count_flops(teacher, input_shape)
@@ -96,14 +103,15 @@ def rerank_with_finetune(
     result: SearchResult,
     blocks: list,
     units: list,
-    train: TensorSplit,
+    splits: dict[str, TensorSplit],
     preprocess: Preprocess,
     input_shape: tuple[int, ...],
 ) -> dict[str, float]:
     """Unit ratios of the best of the top-k episodes after a short fine-tune of each."""
     cfg = params.prune
     ranked = sorted(result.episodes, key=lambda e: -e["reward"])[: cfg.proxy.finetune_top_k]
-    calib, held = proxy_subsets(train, cfg.proxy.calib_images, cfg.proxy.eval_images, params.seed)
+    calib, held = proxy_data(params, splits)
+    train = splits["train"]
     n = min(len(train.labels), cfg.proxy.finetune_steps * cfg.finetune.batch_size)
     subset = TensorSplit(train.images[:n], train.labels[:n])
     best, best_acc = ranked[0]["ratios"], -1.0
@@ -142,14 +150,14 @@ def run_prune(
     shape = (meta["channels"], meta["image_size"], meta["image_size"])
     teacher.eval()
     results, blocks, units, _ = run_search(
-        params, teacher, splits["train"], preprocess, shape, show_progress
+        params, teacher, splits, preprocess, shape, show_progress
     )
     search_seconds = time.perf_counter() - start
     chosen = results[cfg.search]
     unit_ratios = chosen.ratios
     if cfg.proxy.finetune_top_k > 0 and cfg.search != "uniform":
         unit_ratios = rerank_with_finetune(
-            params, teacher, chosen, blocks, units, splits["train"], preprocess, shape
+            params, teacher, chosen, blocks, units, splits, preprocess, shape
         )
     ratios = unit_ratios_to_blocks(units, unit_ratios)
     student = prune_blocks(teacher, blocks, ratios, shape, cfg.importance, cfg.round_to)

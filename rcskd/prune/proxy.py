@@ -19,13 +19,20 @@ from rcskd.train import predict_logits
 
 
 def proxy_subsets(
-    train: TensorSplit, calib_images: int, eval_images: int, seed: int
+    train: TensorSplit,
+    calib_images: int,
+    eval_images: int,
+    seed: int,
+    val: TensorSplit | None = None,
 ) -> tuple[Tensor, TensorSplit]:
-    """Disjoint random subsets of the training split: BN calibration images and scoring images."""
+    """BN calibration images (from train) and scoring images: a disjoint part of train, or the
+    first `eval_images` of `val` when given (images the teacher never trained on)."""
     n = len(train.labels)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     calib = order[: min(calib_images, n)]
     held = order[len(calib) : len(calib) + min(eval_images, max(n - len(calib), 0))]
+    if val is not None:
+        return train.images[calib], TensorSplit(val.images[:eval_images], val.labels[:eval_images])
     if len(held) == 0:
         held = order[: min(eval_images, n)]  # tiny data: score on the calibration images
     return train.images[calib], TensorSplit(train.images[held], train.labels[held])

@@ -153,7 +153,7 @@ def test_top_k_reranking_considers_only_the_k_best_episodes_and_spares_the_teach
             }
         }  # fmt: skip
         return rerank_with_finetune(
-            params_from_dict(raw), model, result, blocks, units, train, pre, SHAPE
+            params_from_dict(raw), model, result, blocks, units, {"train": train}, pre, SHAPE
         )
 
     assert rerank(1) == heavy  # the proxy's best, nothing else considered

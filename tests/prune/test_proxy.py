@@ -17,6 +17,9 @@ def test_proxy_subsets_are_disjoint_and_sized():
     assert not calib_rows & {tuple(x.flatten().tolist()) for x in held.images}
     again, _ = proxy_subsets(train, 30, 50, seed=0)
     assert torch.equal(again, calib)  # deterministic given the seed
+    val = quadrant_data(20, 5)
+    _, held_val = proxy_subsets(train, 30, 50, seed=0, val=val)
+    assert torch.equal(held_val.images, val.images) and torch.equal(held_val.labels, val.labels)
 
 
 def test_recalibration_sets_running_stats_to_the_calibration_average():
