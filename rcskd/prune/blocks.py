@@ -83,6 +83,12 @@ def scope_inputs(
             captured.setdefault(scope, tuple(_detach(a) for a in args))
 
         hooks.append(model.get_submodule(scope).register_forward_pre_hook(grab))
+    _dummy_forward(model, input_shape, hooks)
+    return captured
+
+
+def _dummy_forward(model: nn.Module, input_shape: tuple[int, ...], hooks: list) -> None:
+    """One eval-mode forward pass of a zero image for the hooks to see; then remove them."""
     was_training = model.training
     model.eval()
     try:
@@ -92,7 +98,6 @@ def scope_inputs(
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return captured
 
 
 def _detach(value):
@@ -182,10 +187,5 @@ def _output_sides(
         return hook
 
     hooks = [model.get_submodule(n).register_forward_hook(record(n)) for n in names]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    _dummy_forward(model, input_shape, hooks)
     return sides
