@@ -210,6 +210,129 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class KdConfig:
+    """Hinton KD."""
+
+    weight: float = field(default=1.0, metadata=_rng(0.0))
+    temperature: float = field(default=4.0, metadata=_rng(0.01))
+
+
+@dataclass(frozen=True)
+class FitnetConfig:
+    """FitNet: hint tap and the weight of its MSE."""
+
+    weight: float = field(default=100.0, metadata=_rng(0.0))
+    tap: str = "stage3"
+
+
+@dataclass(frozen=True)
+class AtConfig:
+    """Attention transfer."""
+
+    weight: float = field(default=1000.0, metadata=_rng(0.0))
+    taps: list[str] = field(default_factory=lambda: ["stage2", "stage3", "stage4"])
+    p: float = field(default=2.0, metadata=_rng(0.5))
+
+
+@dataclass(frozen=True)
+class SpConfig:
+    """Similarity-preserving KD."""
+
+    weight: float = field(default=3000.0, metadata=_rng(0.0))
+    tap: str = "stage4"
+
+
+@dataclass(frozen=True)
+class RkdConfig:
+    """Relational KD on an embedding tap."""
+
+    weight: float = field(default=1.0, metadata=_rng(0.0))
+    distance: float = field(default=25.0, metadata=_rng(0.0))
+    angle: float = field(default=50.0, metadata=_rng(0.0))
+    tap: str = "pool"
+
+
+@dataclass(frozen=True)
+class DistConfig:
+    """DIST: Pearson-correlation relations."""
+
+    weight: float = field(default=1.0, metadata=_rng(0.0))
+    beta: float = field(default=2.0, metadata=_rng(0.0))  # inter-class
+    gamma: float = field(default=2.0, metadata=_rng(0.0))  # intra-class
+    temperature: float = field(default=4.0, metadata=_rng(0.01))
+
+
+@dataclass(frozen=True)
+class DecoupledKdConfig:
+    """Decoupled KD (Zhao et al., 2022)."""
+
+    weight: float = field(default=1.0, metadata=_rng(0.0))
+    alpha: float = field(default=1.0, metadata=_rng(0.0))  # target-class term
+    beta: float = field(default=8.0, metadata=_rng(0.0))  # non-target-class term
+    temperature: float = field(default=4.0, metadata=_rng(0.01))
+
+
+@dataclass(frozen=True)
+class CeOnlyConfig:
+    """Fine-tuning without a teacher: no settings beyond `distill.train`."""
+
+
+@dataclass(frozen=True)
+class TkdConfig:
+    """TKD-CA: corrective-attention feature distillation."""
+
+    taps: dict[str, float] = field(default_factory=lambda: {"stage4": 1.0})  # tap -> weight
+    target: Literal["label", "teacher_argmax"] = "label"  # class whose gradient weights channels
+    beta: float = field(default=3.0, metadata=_rng(0.0))  # weight of the TKD-CA term
+    alpha: float = field(default=0.0, metadata=_rng(0.0))  # weight of an optional KD term
+    temperature: float = field(default=4.0, metadata=_rng(0.01))  # of that KD term
+
+
+@dataclass(frozen=True)
+class DkdConfig:
+    """DKD-SG: sample-graph distillation."""
+
+    node: Literal["logits", "embedding"] = "logits"
+    embed_tap: str = "pool"  # the embedding tap when node = embedding
+    gamma: float = field(default=5.0, metadata=_rng(0.0))  # weight of the DKD-SG term
+    knn: int = field(default=0, metadata=_rng(0))  # edges to the k nearest; 0 = all pairs
+    propagate: int = field(default=0, metadata=_rng(0))  # parameter-free propagation steps
+    with_tkd: bool = False  # also train with the TKD-CA terms (one stage instead of two)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Distillation stages: shared training settings, RC-SKD's losses, the baselines."""
+
+    ce_weight: float = field(default=1.0, metadata=_rng(0.0))
+    baselines: list[str] = field(
+        default_factory=lambda: [
+            "ce_only",
+            "kd",
+            "fitnet",
+            "at",
+            "sp",
+            "rkd",
+            "dist",
+            "decoupled_kd",
+        ]
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=5, lr=5e-4, warmup_epochs=0.0)
+    )
+    tkd: TkdConfig = field(default_factory=TkdConfig)
+    dkd: DkdConfig = field(default_factory=DkdConfig)
+    ce_only: CeOnlyConfig = field(default_factory=CeOnlyConfig)
+    kd: KdConfig = field(default_factory=KdConfig)
+    fitnet: FitnetConfig = field(default_factory=FitnetConfig)
+    at: AtConfig = field(default_factory=AtConfig)
+    sp: SpConfig = field(default_factory=SpConfig)
+    rkd: RkdConfig = field(default_factory=RkdConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    decoupled_kd: DecoupledKdConfig = field(default_factory=DecoupledKdConfig)
+
+
+@dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
 
@@ -219,6 +342,7 @@ class Params:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
@@ -302,14 +426,23 @@ def _coerce(tp: Any, value: Any, key: str, source: str, fld: dataclasses.Field) 
             raise _fail(source, key, value, f"a list of {item.__name__}")
         return list(value)
     if origin is dict:
+        _, item = typing.get_args(tp)
         if value is None:
             return {}
+        numeric = item is float
         ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            isinstance(k, str)
+            and (
+                isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                if numeric
+                else isinstance(v, str)
+            )
+            for k, v in value.items()
         )
         if not ok:
-            raise _fail(source, key, value, "a mapping of names to names")
-        return dict(value)
+            wanted = "names to non-negative numbers" if numeric else "names to names"
+            raise _fail(source, key, value, f"a mapping of {wanted}")
+        return {k: float(v) if numeric else v for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"config field {key}: unions are not supported")
     if tp is bool:

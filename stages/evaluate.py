@@ -1,7 +1,9 @@
 """DVC stage `evaluate`: every model checkpoint given -> reports/metrics.json, details, plots.
 
 Usage (dvc.yaml lists the models; adding a model is a dvc.yaml change, not a code change):
-    python stages/evaluate.py models/teacher.pt [models/pruned.pt ...]
+    python stages/evaluate.py models/teacher.pt [models/pruned.pt models/baselines ...]
+A folder stands for the checkpoints (*.pt) in it, in name order. Besides the metrics, the stage
+writes the comparison table of all models (reports/comparison.md and .json).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from rcskd.config import as_dict, load_params
 from rcskd.data.dataset import load_meta, load_splits
 from rcskd.errors import run_reporting_errors
 from rcskd.evaluate import evaluate_model, flat_metrics
-from rcskd.io import atomic_dir, write_bytes_atomic, write_json_atomic
+from rcskd.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from rcskd.report.comparison import comparison_markdown, comparison_rows
 from rcskd.tracking import stage_run
 from rcskd.train import resolve_device
 
@@ -27,8 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="reports/metrics.json")
     parser.add_argument("--details", default="reports/evaluation")
     parser.add_argument("--plots", default="reports/plots")
+    parser.add_argument("--comparison", default="reports/comparison.json")
     args = parser.parse_args(argv)
     return run_reporting_errors("evaluate", lambda: run(args))
+
+
+def checkpoint_paths(items: list[str]) -> list[Path]:
+    """Files as given; folders expanded to their *.pt files (sorted)."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        paths += sorted(path.glob("*.pt")) if path.is_dir() else [path]
+    return paths
 
 
 def run(args: argparse.Namespace) -> None:
@@ -42,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     metrics = {}
     with stage_run("evaluate", section) as tracker:
         with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
-            for path in args.models:
+            for path in checkpoint_paths(args.models):
                 name = Path(path).stem
                 print(f"evaluate: {name} ({path})", file=sys.stderr)
                 report, figures = evaluate_model(
@@ -53,8 +66,16 @@ def run(args: argparse.Namespace) -> None:
                 for filename, data in figures.items():
                     write_bytes_atomic(plots / filename, data)
         write_json_atomic(args.metrics, metrics)
+        rows = comparison_rows(metrics)
+        write_json_atomic(args.comparison, {"split": "test", "models": rows})
+        table = Path(args.comparison).with_suffix(".md")
+        note = (
+            f"Test split ({len(test)} images). Latency: median ms per batch on CPU, "
+            f"{params.evaluate.latency.threads} threads. Ratios are to the teacher."
+        )
+        write_text_atomic(table, comparison_markdown(rows, note))
         tracker.log_metrics(metrics)
-        for path in (args.metrics, args.details, args.plots):
+        for path in (args.metrics, args.details, args.plots, args.comparison, table):
             tracker.log_artifact(path)
 
 

@@ -26,6 +26,7 @@ TINY = {
         "proxy": {"calib_images": 8, "eval_images": 8},
         "finetune": {"epochs": 1, "batch_size": 8},
     },
+    "distill": {"train": {"epochs": 1, "batch_size": 8}},
     "evaluate": {"bootstrap": 50, "gradcam_per_class": 1, "latency": {"repeats": 2}},
 }
 
@@ -133,6 +134,37 @@ def test_repro_prunes_the_teacher_to_the_budget(repo_copy):
     assert metrics["pruned"]["params"] < metrics["teacher"]["params"]
 
 
+BASELINES = ["ce_only", "kd", "fitnet", "at", "sp", "rkd", "dist", "decoupled_kd"]
+
+
+def test_repro_distils_every_method_and_compares_them(repo_copy):
+    dest, _, log = repo_copy
+    for stage in ["tkd_ca", "dkd_sg"] + [f"distill_baseline@{m}" for m in BASELINES]:
+        assert f"Running stage '{stage}'" in log
+    pruned = json.loads((dest / "reports" / "prune.json").read_text())
+    for method in ["tkd_ca", "dkd_sg", *BASELINES]:
+        report = json.loads((dest / "reports" / f"distill_{method}.json").read_text())
+        assert report["method"] == method and report["epochs_run"] == 1
+        assert report["params"] == pruned["params"]  # distillation never changes the student
+        curve = (dest / "reports" / "curves" / f"distill_{method}.csv").read_text()
+        assert "train_ce" in curve.splitlines()[0]
+        if method != "ce_only":
+            assert f"train_{method}" in curve.splitlines()[0]
+    tkd = torch.load(dest / "models" / "student_tkd.pt", weights_only=True)
+    final = torch.load(dest / "models" / "student.pt", weights_only=True)
+    assert not any(k.startswith(("adapter", "losses")) for k in final["state_dict"])
+    assert final["extra"]["initialised_from"] == "models/student_tkd.pt"
+    assert any(not torch.equal(tkd["state_dict"][k], v) for k, v in final["state_dict"].items())
+    metrics = json.loads((dest / "reports" / "metrics.json").read_text())
+    assert {"teacher", "pruned", "student_tkd", "student", *BASELINES} == set(metrics)
+    table = (dest / "reports" / "comparison.md").read_text()
+    for label in ("teacher", "TKD-CA", "RC-SKD (TKD-CA -> DKD-SG)", "decoupled_kd", "ce_only"):
+        assert f"| {label}" in table
+    rows = json.loads((dest / "reports" / "comparison.json").read_text())["models"]
+    assert [r["model"] for r in rows][:2] == ["teacher", "pruned"]
+    assert [r["model"] for r in rows][-2:] == ["student_tkd", "student"]
+
+
 def test_second_repro_does_nothing(repo_copy):
     dest, env, _ = repo_copy
     log = run([str(BIN / "dvc"), "repro"], dest, env)
@@ -146,7 +178,7 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
 
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("rcskd")
-    for stage in ("teacher", "prune", "evaluate"):
+    for stage in ("teacher", "prune", "tkd_ca", "dkd_sg", "distill_baseline.kd", "evaluate"):
         (run_,) = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'")
         assert run_.data.metrics
     (teacher,) = client.search_runs([experiment.experiment_id], "tags.stage = 'teacher'")

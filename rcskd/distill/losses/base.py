@@ -1,0 +1,78 @@
+"""What every distillation loss shares: the base class, tap shapes, adapters, spatial matching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rcskd.distill.outputs import Outputs
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Per-sample output shapes of every tap (and the logits) of student and teacher."""
+
+    student: dict[str, tuple[int, ...]]
+    teacher: dict[str, tuple[int, ...]]
+    classes: int
+
+
+class DistillLoss(nn.Module):
+    """A distillation term: `forward(s, t, labels) -> scalar`, unweighted.
+
+    `taps` lists the taps the loss reads; `grad_taps` those whose teacher gradient it needs
+    (TKD-CA). Adapters that bridge student and teacher sizes are submodules of the loss: they
+    are trained with the student and never exported.
+    """
+
+    taps: tuple[str, ...] = ()
+    grad_taps: tuple[str, ...] = ()
+    target: str = "label"  # whose class the teacher gradient is taken for (TKD-CA)
+
+    @classmethod
+    def from_config(cls, cfg: Any, shapes: Shapes) -> DistillLoss:
+        """Build from the method's params section and the models' tap shapes."""
+        raise NotImplementedError
+
+    def forward(self, s: Outputs, t: Outputs, labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def conv_adapter(student_channels: int, teacher_channels: int) -> nn.Module:
+    """1x1 conv + BN mapping student channels to the teacher's; identity when they match."""
+    if student_channels == teacher_channels:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(student_channels, teacher_channels, 1, bias=False),
+        nn.BatchNorm2d(teacher_channels),
+    )
+
+
+def linear_adapter(student_dim: int, teacher_dim: int) -> nn.Module:
+    """A linear map between embedding sizes; identity when they match."""
+    if student_dim == teacher_dim:
+        return nn.Identity()
+    return nn.Linear(student_dim, teacher_dim)
+
+
+def match_spatial(x: Tensor, like: Tensor) -> Tensor:
+    """`x` resized (bilinear) to the spatial size of `like` when they differ."""
+    if x.shape[-2:] == like.shape[-2:]:
+        return x
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def channels(shape: tuple[int, ...]) -> int:
+    """Channel count (or vector length) of a per-sample shape."""
+    return int(shape[0]) if len(shape) > 1 else int(shape[-1])
+
+
+def flat_dim(shape: tuple[int, ...]) -> int:
+    """Number of values per sample."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
