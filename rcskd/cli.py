@@ -2,6 +2,8 @@
 
 rcskd info                 registered architectures and data sources
 rcskd info MODEL.pt        a checkpoint's architecture, classes, size and training facts
+rcskd export MODEL.pt      ONNX + TorchScript (both checked against PyTorch) + model card
+rcskd predict PATH...      class and probabilities of images, folders or DICOM files
 """
 
 from __future__ import annotations
@@ -46,6 +48,33 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(facts, indent=2))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from rcskd.export.bundle import export_bundle
+
+    evaluation = args.evaluation or Path("reports/evaluation") / f"{args.checkpoint.stem}.json"
+    summary = export_bundle(
+        args.checkpoint, args.out, args.prepared, args.opset, args.samples, args.tol, evaluation
+    )
+    for kind, info in summary["exports"].items():
+        print(f"{kind}: {Path(args.out) / info['file']} (max |diff| {info['max_abs_diff']:.2e})")
+    print(f"model card: {Path(args.out) / (args.checkpoint.stem + '.card.md')}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from rcskd.predict import Predictor, format_table, predict_paths
+
+    predictor = Predictor(args.model)
+    results = predict_paths(predictor, args.paths, args.gradcam)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(format_table(results, predictor.classes))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"rcskd predict: error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rcskd` command."""
     parser = argparse.ArgumentParser(prog="rcskd", description=__doc__.split("\n")[0])
@@ -54,8 +83,45 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="what is registered, or what a checkpoint holds")
     info.add_argument("checkpoint", nargs="?", type=Path)
     info.set_defaults(run=_info)
+    export = sub.add_parser("export", help="ONNX + TorchScript + model card, checked")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--out", type=Path, default=Path("models/export"))
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument(
+        "--prepared",
+        type=Path,
+        default=Path("data/prepared"),
+        help="prepared data whose test images check the export",
+    )
+    export.add_argument("--samples", type=int, default=32, help="test images for the check")
+    export.add_argument("--tol", type=float, default=1e-4, help="max allowed |logit difference|")
+    export.add_argument(
+        "--evaluation",
+        type=Path,
+        default=None,
+        help="evaluate-stage report for the card (default reports/evaluation/NAME.json)",
+    )
+    export.set_defaults(run=_export)
+    predict = sub.add_parser("predict", help="classify images, folders or DICOM files")
+    predict.add_argument("paths", nargs="+", type=Path)
+    predict.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/student.pt"),
+        help=".pt checkpoint or exported .onnx",
+    )
+    predict.add_argument("--json", action="store_true", help="JSON instead of a table")
+    predict.add_argument(
+        "--gradcam",
+        type=Path,
+        default=None,
+        help="folder for Grad-CAM overlay PNGs (.pt models only)",
+    )
+    predict.set_defaults(run=_predict)
     args = parser.parse_args(argv)
-    return run_reporting_errors(f"rcskd {args.command}", lambda: args.run(args))
+    status: list[int] = []
+    code = run_reporting_errors(f"rcskd {args.command}", lambda: status.append(args.run(args) or 0))
+    return code or (status[0] if status else 0)
 
 
 if __name__ == "__main__":

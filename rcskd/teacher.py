@@ -82,6 +82,7 @@ def train_teacher(
         "image_size": meta["image_size"],
         "channels": meta["channels"],
         "preprocess": preprocess.as_dict(),
+        "crop_border": params.prepare.crop_border,
         "data_fingerprint": meta["fingerprint"],
         "best_epoch": result.best_epoch,
     }

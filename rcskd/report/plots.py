@@ -105,3 +105,13 @@ def curves_figure(history: Sequence[dict[str, float]], title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def overlay_figure(grey: np.ndarray, cam: np.ndarray, title: str) -> Figure:
+    """One image with its Grad-CAM heat map blended on top."""
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig

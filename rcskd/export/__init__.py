@@ -1,0 +1,1 @@
+"""Deployment formats: ONNX (checked against PyTorch with onnxruntime) and TorchScript."""

@@ -1,0 +1,84 @@
+"""`rcskd export`: a checkpoint -> ONNX + TorchScript + model card, all checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rcskd.data.dataset import load_meta, load_split
+from rcskd.data.transforms import Preprocess
+from rcskd.errors import DataError
+from rcskd.export.onnx import check_onnx, export_onnx, export_torchscript
+from rcskd.io import write_json_atomic, write_text_atomic
+from rcskd.metrics.complexity import count_flops, count_params
+from rcskd.models import load_checkpoint
+from rcskd.report.model_card import model_card
+
+
+def inference_metadata(spec: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """What inference needs besides the weights (stored in the ONNX file)."""
+    return {
+        "arch": spec.arch,
+        "classes": extra["classes"],
+        "image_size": extra["image_size"],
+        "channels": extra["channels"],
+        "preprocess": extra["preprocess"],
+        "crop_border": extra.get("crop_border", True),
+        "role": extra.get("role"),
+    }
+
+
+def export_bundle(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    prepared: str | Path,
+    opset: int = 18,
+    samples: int = 32,
+    tol: float = 1e-4,
+    evaluation: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export `checkpoint` into `out_dir` (NAME.onnx, NAME.ts, NAME.card.md, NAME.export.json).
+
+    Parity is checked on the first `samples` test images of `prepared`.
+    """
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not (Path(prepared) / "meta.json").is_file():
+        raise DataError(
+            f"{prepared}: no prepared data to check the export on; run `dvc repro` first "
+            "or pass --prepared"
+        )
+    model, spec, extra = load_checkpoint(checkpoint)
+    model.eval()
+    meta = load_meta(prepared)
+    if meta["classes"] != extra.get("classes"):
+        raise DataError(f"{prepared}: classes {meta['classes']} differ from {checkpoint}'s")
+    preprocess = Preprocess.from_dict(extra["preprocess"])
+    images = load_split(prepared, "test")[0][:samples]
+    batch = preprocess(images)
+    name = checkpoint.stem
+    metadata = inference_metadata(spec, extra)
+    onnx_path = export_onnx(model, out_dir / f"{name}.onnx", batch[:2], opset, metadata)
+    onnx_diff = check_onnx(model, onnx_path, batch, tol)
+    ts_diff = export_torchscript(model, out_dir / f"{name}.ts", batch, tol)
+    shape = (extra["channels"], extra["image_size"], extra["image_size"])
+    facts = {
+        **metadata,
+        "width": spec.width,
+        "params": count_params(model),
+        "flops": count_flops(model, shape),
+        **{k: extra.get(k) for k in ("ratios", "budget", "resource")},
+    }
+    exports = {
+        "onnx": {"file": onnx_path.name, "opset": opset, "max_abs_diff": onnx_diff,
+                 "samples": len(batch)},
+        "torchscript": {"file": f"{name}.ts", "max_abs_diff": ts_diff, "samples": len(batch)},
+    }  # fmt: skip
+    report = None
+    if evaluation and Path(evaluation).is_file():
+        report = json.loads(Path(evaluation).read_text())
+    card = model_card(name, facts, meta, report, exports)
+    write_text_atomic(out_dir / f"{name}.card.md", card)
+    summary = {"checkpoint": str(checkpoint), "exports": exports, "facts": facts}
+    write_json_atomic(out_dir / f"{name}.export.json", summary)
+    return summary

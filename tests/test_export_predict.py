@@ -1,0 +1,185 @@
+"""Export (ONNX parity with onnxruntime, TorchScript, model card) and `rcskd predict`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rcskd.cli import main
+from rcskd.config import AugmentConfig, TrainConfig
+from rcskd.data.transforms import fit_preprocess
+from rcskd.export.bundle import export_bundle
+from rcskd.export.onnx import ExportError, check_onnx, onnx_metadata, onnx_session, run_onnx
+from rcskd.models import ModelSpec, build_model, save_checkpoint
+from rcskd.train import CrossEntropy, fit
+from tests.fixtures import quadrant_data, write_dicom, write_image
+
+CLASSES = ["top_left", "top_right", "bottom_left", "bottom_right"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny quadrant classifier, its prepared test split, and its export bundle."""
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    train, test = quadrant_data(128, 0, size=32), quadrant_data(40, 1, size=32)
+    pre = fit_preprocess(train.images)
+    spec = ModelSpec("resnet20", 4, 1, 0.25)
+    model = build_model(spec)
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, warmup_epochs=0.5,
+                      augment=AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0))  # fmt: skip
+    fit(model, CrossEntropy(), train, test, cfg, pre, show_progress=False)
+    extra = {"classes": CLASSES, "preprocess": pre.as_dict(), "image_size": 32, "channels": 1,
+             "crop_border": False, "role": "student"}  # fmt: skip
+    ckpt = root / "student.pt"
+    save_checkpoint(ckpt, model, spec, extra)
+    prepared = root / "prepared"
+    prepared.mkdir()
+    torch.save({"images": test.images, "labels": test.labels}, prepared / "test.pt")
+    counts = {s: {"total": n} for s, n in (("train", 128), ("val", 0), ("test", 40))}
+    meta = {"source": "imagefolder", "classes": CLASSES, "counts": counts, "image_size": 32,
+            "channels": 1, "patient_level_split": False, "leakage_check": "passed",
+            "duplicates": {"removed_exact": 3, "removed_near": 1}, "fingerprint": "x"}  # fmt: skip
+    (prepared / "meta.json").write_text(json.dumps(meta))
+    evaluation = root / "student_eval.json"
+    evaluation.write_text(json.dumps({
+        "acc": 0.95, "acc_ci95": [0.9, 0.99], "balanced_acc": 0.95, "macro_f1": 0.94,
+        "macro_auc": 0.99, "ece": 0.03, "latency_ms": {"b1": 1.5, "b32": 9.0},
+        "latency_threads": 2,
+        "per_class": {c: {"sensitivity": 0.9, "specificity": 0.97, "auc": 0.98} for c in CLASSES},
+    }))  # fmt: skip
+    out = root / "export"
+    summary = export_bundle(ckpt, out, prepared, opset=18, samples=16, evaluation=evaluation)
+    return ckpt, model.eval(), pre, test, out, summary
+
+
+def test_onnx_matches_pytorch_for_any_batch_size(exported):
+    _, model, pre, test, out, summary = exported
+    assert summary["exports"]["onnx"]["max_abs_diff"] < 1e-4
+    session = onnx_session(out / "student.onnx")
+    for n in (1, 3, 40):  # dynamic batch: sizes the export never saw
+        x = pre(test.images[:n])
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = run_onnx(session, x)
+        assert got.shape == (n, 4)
+        assert np.abs(got - expected).max() < 1e-4
+    import onnx
+
+    proto = onnx.load(str(out / "student.onnx"))
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {18}
+
+
+def test_onnx_carries_what_inference_needs(exported):
+    *_, out, _ = exported
+    meta = onnx_metadata(out / "student.onnx")
+    assert meta["classes"] == CLASSES and meta["image_size"] == 32 and meta["channels"] == 1
+    assert meta["crop_border"] is False and set(meta["preprocess"]) >= {"mean", "std"}
+
+
+def test_a_model_that_no_longer_matches_its_export_fails_loudly(exported):
+    _, model, pre, test, out, _ = exported
+    broken = build_model(ModelSpec("resnet20", 4, 1, 0.25)).eval()  # other weights
+    with pytest.raises(ExportError, match=r"student\.onnx: onnxruntime logits differ"):
+        check_onnx(broken, out / "student.onnx", pre(test.images[:8]))
+
+
+def test_torchscript_reloads_and_agrees(exported):
+    _, model, pre, test, out, summary = exported
+    scripted = torch.jit.load(str(out / "student.ts"))
+    x = pre(test.images[:5])
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model(x), atol=1e-5)
+    assert summary["exports"]["torchscript"]["max_abs_diff"] < 1e-5
+
+
+def test_model_card_states_use_data_metrics_and_cost(exported):
+    *_, out, _ = exported
+    card = (out / "student.card.md").read_text()
+    assert "not for diagnosis" in card
+    assert "image-level (no patient ids)" in card and "3 exact, 1 near" in card
+    assert "Accuracy 95.0% (95% bootstrap CI 90.0%-99.0%)" in card
+    assert "| top_left | 90.0% | 97.0% | 0.980 |" in card
+    assert "Parameters:" in card and "FLOPs per image:" in card and "batch 32: 9.0" in card
+    assert "CC0" in card  # the data's licence
+
+
+def test_export_without_prepared_data_names_the_folder(exported, tmp_path, capsys):
+    ckpt, *_ = exported
+    code = main(
+        ["export", str(ckpt), "--out", str(tmp_path / "o"), "--prepared", str(tmp_path / "nope")]
+    )
+    assert code == 2
+    assert "nope: no prepared data" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "student.onnx").exists()
+
+
+def quadrant_png(folder, k, name):
+    img = np.full((32, 32), 30, np.uint8)
+    r, c = (k // 2) * 16, (k % 2) * 16
+    img[r + 2 : r + 14, c + 2 : c + 14] = 220
+    return write_image(folder / name, img)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    for k in range(4):
+        quadrant_png(folder, k, f"q{k}.png")
+    dcm = np.full((32, 32), 300, np.uint16)
+    dcm[2:14, 18:30] = 3000  # top right
+    write_dicom(folder / "scan.dcm", dcm, "p1")
+    bad = folder / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    return folder, bad
+
+
+@pytest.mark.parametrize("kind", ["pt", "onnx"])
+def test_predict_classifies_good_inputs_and_names_bad_ones(
+    exported, inputs, tmp_path, capsys, kind
+):
+    ckpt, *_, out, _ = exported
+    folder, bad = inputs
+    model = ckpt if kind == "pt" else out / "student.onnx"
+    missing = tmp_path / "missing.png"
+    code = main(["predict", str(folder), str(missing), "--model", str(model), "--json"])
+    captured = capsys.readouterr()
+    rows = {r["origin"].split("/")[-1]: r for r in json.loads(captured.out)}
+    assert code == 1  # some inputs failed, the rest were processed
+    for k in range(4):
+        row = rows[f"q{k}.png"]
+        assert row["label"] == CLASSES[k]
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert rows["scan.dcm"]["label"] == "top_right"
+    assert "broken.png: cannot read it as an image" in rows["broken.png"]["error"]
+    assert "missing.png: no such file" in rows["missing.png"]["error"]
+    assert "Traceback" not in captured.err and "broken.png" in captured.err
+
+
+def test_pt_and_onnx_predict_the_same_probabilities(exported, inputs, capsys):
+    ckpt, *_, out, _ = exported
+    folder, _ = inputs
+    results = []
+    for model in (ckpt, out / "student.onnx"):
+        main(["predict", str(folder / "q1.png"), "--model", str(model), "--json"])
+        results.append(json.loads(capsys.readouterr().out)[0]["probabilities"])
+    for c in CLASSES:
+        assert results[0][c] == pytest.approx(results[1][c], abs=1e-5)
+
+
+def test_predict_table_and_gradcam_overlay(exported, inputs, tmp_path, capsys):
+    ckpt, *_, out, _ = exported
+    folder, _ = inputs
+    cams = tmp_path / "cams"
+    code = main(["predict", str(folder / "q2.png"), "--model", str(ckpt), "--gradcam", str(cams)])
+    table = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert table[0].split() == ["input", "predicted", *CLASSES]
+    assert "bottom_left" in table[1]
+    png = cams / "q2_png_gradcam.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code = main(["predict", str(folder / "q2.png"), "--model", str(out / "student.onnx"),
+                 "--gradcam", str(cams)])  # fmt: skip
+    assert code == 2
+    assert "Grad-CAM needs the PyTorch checkpoint" in capsys.readouterr().err
