@@ -89,3 +89,38 @@ def stage_run(stage: str, params: Mapping[str, Any], root: str | Path = ".") -> 
         flat = {k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(dict(params)).items()}
         mlflow.log_params(flat)
         yield StageRun(mlflow)
+
+
+def past_stage_runs(stage: str, root: str | Path = ".") -> list[dict[str, Any]]:
+    """Finished MLflow runs of `stage` (newest first): tags and metrics, for cross-run plots.
+
+    Read from MLflow rather than `dvc exp show` so that it works inside a running pipeline
+    (DVC holds its repository lock then). An unreachable store gives an empty list.
+    """
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri(Path(root)))
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            return []
+        runs = mlflow.MlflowClient().search_runs(
+            [experiment.experiment_id],
+            f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=500,
+        )
+    except Exception:  # a missing or locked store must not break the report
+        return []
+    return [
+        {
+            "run_id": r.info.run_id,
+            "start_time": r.info.start_time,
+            "dvc_exp": r.data.tags.get("dvc_exp", ""),
+            "git_commit": r.data.tags.get("git_commit", ""),
+            "metrics": dict(r.data.metrics),
+        }
+        for r in runs
+    ]

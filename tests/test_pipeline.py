@@ -165,6 +165,22 @@ def test_repro_distils_every_method_and_compares_them(repo_copy):
     assert [r["model"] for r in rows][-2:] == ["student_tkd", "student"]
 
 
+def test_repro_writes_a_self_contained_report(repo_copy):
+    import re
+
+    dest, _, log = repo_copy
+    assert "Running stage 'report'" in log
+    page = (dest / "reports" / "report.html").read_text()
+    sections = re.findall(r'<section id="([a-z]+)"', page)
+    assert sections == [
+        "data", "curves", "search", "comparison", "confusion", "calibration", "gradcam", "pareto"
+    ]  # fmt: skip
+    images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
+    assert len(images) >= 1 + 12 + 2 + 3 * 4 + 1  # samples, 12 curves, search, per model, pareto
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert "RC-SKD (TKD-CA -&gt; DKD-SG)" in page and "no comparison yet" not in page.lower()
+
+
 def test_second_repro_does_nothing(repo_copy):
     dest, env, _ = repo_copy
     log = run([str(BIN / "dvc"), "repro"], dest, env)

@@ -92,13 +92,14 @@ def curves_figure(history: Sequence[dict[str, float]], title: str) -> Figure:
     """Loss (left) and accuracy (right) per epoch, train and validation."""
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [r["train_loss"] for r in history], label="train")
-    left.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    # markers: a one-epoch run is a single point, which a bare line would not show
+    left.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
+    left.plot(epochs, [r["val_loss"] for r in history], "o-", ms=3, label="validation")
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [r["train_acc"] for r in history], label="train")
-    right.plot(epochs, [r["val_acc"] for r in history], label="validation")
+    right.plot(epochs, [r["train_acc"] for r in history], "o-", ms=3, label="train")
+    right.plot(epochs, [r["val_acc"] for r in history], "o-", ms=3, label="validation")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy")
     right.legend()
@@ -114,4 +115,82 @@ def overlay_figure(grey: np.ndarray, cam: np.ndarray, title: str) -> Figure:
     ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
+    return fig
+
+
+def samples_figure(images: np.ndarray, labels: Sequence[int], classes: Sequence[str]) -> Figure:
+    """A grid: one row per class of grey images (N x H x W in [0, 1])."""
+    per_class = max(1, max((list(labels).count(k) for k in range(len(classes))), default=1))
+    fig, axes = plt.subplots(
+        len(classes), per_class, figsize=(1.5 * per_class, 1.6 * len(classes)), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    slots = [0] * len(classes)
+    for image, k in zip(images, labels, strict=True):
+        ax = axes[k][slots[k]]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        if slots[k] == 0:
+            ax.set_title(classes[k], fontsize=9, loc="left")
+        slots[k] += 1
+    fig.tight_layout()
+    return fig
+
+
+def search_figure(rows: Sequence[dict[str, float]]) -> Figure:
+    """LPB-RL search: proxy reward per candidate and best so far, one line per method."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        episodes = [int(r["episode"]) for r in mine]
+        best = [float(r["best_so_far"]) for r in mine]
+        (line,) = ax.plot(episodes, best, "-", marker="o" if len(mine) == 1 else None,
+                          label=f"{method} best")  # fmt: skip
+        ax.plot(episodes, [float(r["reward"]) for r in mine], ".", color=line.get_color(), ms=3)
+    ax.set_xlabel("candidate (episode)")
+    ax.set_ylabel("proxy reward")
+    ax.set_title("LPB-RL search: reward per candidate (dots) and best so far")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ratios_figure(chosen: dict[str, float], uniform: dict[str, float] | None) -> Figure:
+    """Pruning ratio per block: the agent's choice next to uniform pruning."""
+    names = list(chosen)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names)), 3.2))
+    width = 0.4 if uniform else 0.8
+    ax.bar(x - (width / 2 if uniform else 0), [chosen[n] for n in names], width, label="chosen")
+    if uniform:
+        ax.bar(x + width / 2, [uniform.get(n, 0.0) for n in names], width, label="uniform")
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("share of channels removed")
+    ax.set_title("pruning ratio per block")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_figure(points: Sequence[dict]) -> Figure:
+    """Accuracy against parameters; each point {params, acc, label, group}; the front joined."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for group in dict.fromkeys(p["group"] for p in points):
+        mine = [p for p in points if p["group"] == group]
+        ax.scatter([p["params"] / 1e6 for p in mine], [p["acc"] for p in mine], label=group, s=22)
+    front, best = [], -1.0
+    for p in sorted(points, key=lambda p: p["params"]):
+        if p["acc"] > best:
+            front.append(p)
+            best = p["acc"]
+    ax.step([p["params"] / 1e6 for p in front], [p["acc"] for p in front], "k--", where="post",
+            lw=0.8, label="Pareto front")  # fmt: skip
+    for p in front:
+        ax.annotate(p["label"], (p["params"] / 1e6, p["acc"]), fontsize=7,
+                    xytext=(3, -9), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("accuracy against size, over runs and experiments")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     return fig
