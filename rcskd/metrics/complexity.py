@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -41,6 +41,18 @@ def forward_flops(module: nn.Module, *args: object) -> int:
     return int(counter.get_total_flops())
 
 
+def time_call(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median, min and max wall time (ms) of `repeats` calls of `run`, after `warmup` calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
+
+
 @torch.no_grad()
 def measure_latency(
     model: nn.Module,
@@ -63,18 +75,7 @@ def measure_latency(
     try:
         for batch in batch_sizes:
             x = torch.rand(batch, *input_shape)
-            for _ in range(warmup):
-                cpu_model(x)
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                cpu_model(x)
-                times.append((time.perf_counter() - t0) * 1000.0)
-            results[int(batch)] = {
-                "median_ms": statistics.median(times),
-                "min_ms": min(times),
-                "max_ms": max(times),
-            }
+            results[int(batch)] = time_call(lambda x=x: cpu_model(x), repeats, warmup)
     finally:
         torch.set_num_threads(previous)
         model.train(was_training)
