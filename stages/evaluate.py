@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
         write_json_atomic(args.comparison, {"split": "test", "models": rows})
         table = Path(args.comparison).with_suffix(".md")
         note = (
-            f"Test split ({len(test)} images). Latency: median ms per batch on CPU, "
+            f"Test split ({len(test.labels)} images). Latency: median ms per batch on CPU, "
             f"{params.evaluate.latency.threads} threads. Ratios are to the teacher."
         )
         write_text_atomic(table, comparison_markdown(rows, note))
