@@ -183,7 +183,7 @@ class PruneConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     finetune: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=3, lr=5e-4, warmup_epochs=0.0)
+        default_factory=lambda: TrainConfig(epochs=5, lr=5e-4, warmup_epochs=0.0)
     )
 
 

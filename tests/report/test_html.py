@@ -1,6 +1,7 @@
 """The HTML report: every section present, every image a decodable embedded PNG, in a browser."""
 
 import base64
+import importlib.util
 import io
 import re
 import shutil
@@ -88,7 +89,8 @@ def test_pareto_adds_earlier_experiments_once():
 
 
 @pytest.mark.skipif(
-    not shutil.which("chromium"), reason="needs Debian's chromium (apt install chromium)"
+    not shutil.which("chromium") or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's chromium (apt install chromium) and the playwright package",
 )
 def test_report_renders_in_headless_chromium_without_broken_images(page, tmp_path):
     from benchmarks.report_screenshot import screenshot
