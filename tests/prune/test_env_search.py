@@ -52,7 +52,15 @@ def run_episode(env, actions):
 
 
 def test_gymnasium_env_checker_passes(setting):
-    check_env(make_env(setting), skip_render_check=True)
+    import warnings
+
+    env = make_env(setting)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)  # raises on a broken API
+    problems = [str(w.message) for w in caught if "gymnasium" in str(w.filename).lower()]
+    assert problems == [], problems  # and the checker found nothing to warn about
+    assert env.observation_space.contains(env.reset(seed=0)[0])
 
 
 @pytest.mark.parametrize("action", [0.0, 0.3, 1.0])
