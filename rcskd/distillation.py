@@ -18,20 +18,11 @@ from rcskd.config import Params, as_dict
 from rcskd.data.dataset import load_meta, load_splits
 from rcskd.data.transforms import Preprocess
 from rcskd.distill import build_objective, method_terms
-from rcskd.metrics.classification import classification_report
 from rcskd.metrics.complexity import count_flops, count_params
-from rcskd.models import CheckpointError, load_checkpoint, save_checkpoint
+from rcskd.models import load_checkpoint, require_classes, save_checkpoint
 from rcskd.pruning import file_digest
-from rcskd.teacher import run_fingerprint
-from rcskd.train import fit, predict_logits, resolve_device
-
-
-def _check_classes(path: str | Path, extra: dict[str, Any], classes: list[str]) -> None:
-    if extra.get("classes") != classes:
-        raise CheckpointError(
-            f"{path}: trained for classes {extra.get('classes')}, but the prepared data has "
-            f"{classes}; rerun the pipeline (dvc repro)"
-        )
+from rcskd.teacher import run_fingerprint, score_splits
+from rcskd.train import fit, resolve_device
 
 
 def run_distill(
@@ -57,8 +48,8 @@ def run_distill(
     classes = meta["classes"]
     teacher, _, t_extra = load_checkpoint(teacher_path)
     student, spec, s_extra = load_checkpoint(student_path)
-    _check_classes(teacher_path, t_extra, classes)
-    _check_classes(student_path, s_extra, classes)
+    require_classes(teacher_path, t_extra, classes)
+    require_classes(student_path, s_extra, classes)
     splits = load_splits(prepared)
     # The student keeps the teacher's input normalisation (pruning does not change it).
     preprocess = Preprocess.from_dict(s_extra["preprocess"])
@@ -94,12 +85,7 @@ def run_distill(
     finally:
         objective.close()
     student.cpu().eval()
-    scores = {}
-    for split in ("val", "test"):
-        logits = predict_logits(student, splits[split].images, preprocess, 256)
-        scores[split] = classification_report(
-            splits[split].labels.numpy(), logits.softmax(1).numpy(), classes, n_resamples=0
-        )
+    scores = score_splits(student, splits, preprocess, classes)
     extra = {
         **{k: v for k, v in s_extra.items() if k not in ("role", "best_epoch")},
         "role": method,

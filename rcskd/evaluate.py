@@ -19,7 +19,7 @@ from rcskd.data.dataset import TensorSplit
 from rcskd.data.transforms import Preprocess
 from rcskd.metrics.classification import calibration_bins, classification_report
 from rcskd.metrics.complexity import count_flops, count_params, measure_latency
-from rcskd.models import CheckpointError, load_checkpoint
+from rcskd.models import load_checkpoint, require_classes
 from rcskd.report.gradcam import gradcam_maps
 from rcskd.report.plots import confusion_figure, gradcam_figure, png_bytes, reliability_figure
 from rcskd.train import predict_logits
@@ -44,11 +44,7 @@ def evaluate_model(
     """(report, figures) of the checkpoint at `path` on `test`."""
     path = Path(path)
     model, spec, extra = load_checkpoint(path)
-    if extra.get("classes") != classes:
-        raise CheckpointError(
-            f"{path}: trained for classes {extra.get('classes')}, but the prepared data has "
-            f"{classes}; rerun the pipeline (dvc repro)"
-        )
+    require_classes(path, extra, classes)
     name = path.stem
     preprocess = Preprocess.from_dict(extra["preprocess"])
     model.to(device)

@@ -16,7 +16,7 @@ from rcskd.config import Params, as_dict
 from rcskd.data.dataset import TensorSplit, load_meta, load_splits
 from rcskd.data.transforms import Preprocess
 from rcskd.metrics.complexity import count_flops, count_params
-from rcskd.models import CheckpointError, load_checkpoint, save_checkpoint
+from rcskd.models import load_checkpoint, require_classes, save_checkpoint
 from rcskd.progress import progress
 from rcskd.prune.apply import prune_blocks, remaining
 from rcskd.prune.blocks import find_blocks
@@ -143,8 +143,7 @@ def run_prune(
     cfg = params.prune
     teacher, spec, extra = load_checkpoint(teacher_path)
     meta = load_meta(prepared)
-    if extra.get("classes") != meta["classes"]:
-        raise CheckpointError(f"{teacher_path}: trained for other classes than {prepared} holds")
+    require_classes(teacher_path, extra, meta["classes"])
     splits = load_splits(prepared)
     preprocess = Preprocess.from_dict(extra["preprocess"])
     shape = (meta["channels"], meta["image_size"], meta["image_size"])

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from rcskd.config import Params, as_dict
-from rcskd.data.dataset import load_meta, load_splits
-from rcskd.data.transforms import fit_preprocess
+from rcskd.data.dataset import TensorSplit, load_meta, load_splits
+from rcskd.data.transforms import Preprocess, fit_preprocess
 from rcskd.metrics.classification import classification_report
 from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import ModelSpec, build_model, load_pretrained, save_checkpoint
@@ -24,6 +24,23 @@ def run_fingerprint(*parts: Any) -> str:
     """A short hash of plain data that defines a run (for resume files)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def score_splits(
+    model: torch.nn.Module,
+    splits: dict[str, TensorSplit],
+    preprocess: Preprocess,
+    classes: list[str],
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Classification report (no bootstrap) of a trained model on the val and test splits."""
+    scores = {}
+    for split in ("val", "test"):
+        logits = predict_logits(model, splits[split].images, preprocess, 256, device)
+        scores[split] = classification_report(
+            splits[split].labels.numpy(), logits.softmax(1).numpy(), classes, n_resamples=0
+        )
+    return scores
 
 
 def train_teacher(
@@ -67,13 +84,7 @@ def train_teacher(
         show_progress=show_progress,
         on_epoch=on_epoch,
     )
-    scores = {}
-    for split in ("val", "test"):
-        logits = predict_logits(model, splits[split].images, preprocess, 256, device)
-        probs = logits.softmax(1).numpy()
-        scores[split] = classification_report(
-            splits[split].labels.numpy(), probs, classes, n_resamples=0
-        )
+    scores = score_splits(model, splits, preprocess, classes, device)
     model.cpu()
     size = (meta["channels"], meta["image_size"], meta["image_size"])
     extra = {

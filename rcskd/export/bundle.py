@@ -12,7 +12,7 @@ from rcskd.errors import DataError
 from rcskd.export.onnx import check_onnx, export_onnx, export_torchscript
 from rcskd.io import write_json_atomic, write_text_atomic
 from rcskd.metrics.complexity import count_flops, count_params
-from rcskd.models import load_checkpoint
+from rcskd.models import load_checkpoint, require_classes
 from rcskd.report.model_card import model_card
 
 
@@ -51,8 +51,7 @@ def export_bundle(
     model, spec, extra = load_checkpoint(checkpoint)
     model.eval()
     meta = load_meta(prepared)
-    if meta["classes"] != extra.get("classes"):
-        raise DataError(f"{prepared}: classes {meta['classes']} differ from {checkpoint}'s")
+    require_classes(checkpoint, extra, meta["classes"])
     preprocess = Preprocess.from_dict(extra["preprocess"])
     images = load_split(prepared, "test")[0][:samples]
     batch = preprocess(images)

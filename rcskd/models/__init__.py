@@ -13,6 +13,7 @@ from rcskd.models.spec import (
     ModelSpec,
     build_model,
     load_checkpoint,
+    require_classes,
     save_checkpoint,
     spec_of,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "default_feature_tap",
     "load_checkpoint",
     "load_pretrained",
+    "require_classes",
     "save_checkpoint",
     "spec_of",
     "taps",

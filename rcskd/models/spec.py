@@ -140,3 +140,12 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, A
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the spec ({exc})") from None
     return model, spec, payload["extra"]
+
+
+def require_classes(path: str | Path, extra: dict[str, Any], classes: list[str]) -> None:
+    """Stop with a clear error when the checkpoint at `path` was trained for other classes."""
+    if extra.get("classes") != classes:
+        raise CheckpointError(
+            f"{path}: trained for classes {extra.get('classes')}, but the prepared data has "
+            f"{classes}; rerun the pipeline (dvc repro)"
+        )
