@@ -22,9 +22,23 @@ DEFAULT_EXPERIMENT = "rcskd"
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
 
 
+def store_root(root: Path) -> Path:
+    """The repository whose mlflow.db a stage logs to.
+
+    `dvc exp run --queue` runs each experiment in a temporary copy under
+    `<repo>/.dvc/tmp/exps/`; its runs belong in the repository's store, not in a copy that DVC
+    deletes afterwards (the report's Pareto plot reads them back).
+    """
+    parts = root.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root.resolve()
+
+
 def tracking_uri(root: Path) -> str:
     """The tracking URI: MLFLOW_TRACKING_URI, else the repo's own sqlite file."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / 'mlflow.db'}"
 
 
 def git_commit(root: Path) -> str:
@@ -65,8 +79,13 @@ class StageRun:
 
 
 @contextmanager
-def stage_run(stage: str, params: Mapping[str, Any], root: str | Path = ".") -> Iterator[StageRun]:
-    """Open an MLflow run for `stage` and log its params; yields a `StageRun`."""
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    root: str | Path = ".",
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[StageRun]:
+    """Open an MLflow run for `stage`, tagged (plus `tags`), log its params; yields a `StageRun`."""
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -76,23 +95,26 @@ def stage_run(stage: str, params: Mapping[str, Any], root: str | Path = ".") -> 
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        artifacts = (root / "mlartifacts").resolve().as_uri()
+        artifacts = (store_root(root) / "mlartifacts").as_uri()
         experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id
-    tags = {
+    run_tags = {
         "stage": stage,
         "git_commit": git_commit(root),
         "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
+        **(tags or {}),
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags):
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags):
         flat = {k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(dict(params)).items()}
         mlflow.log_params(flat)
         yield StageRun(mlflow)
 
 
-def past_stage_runs(stage: str, root: str | Path = ".") -> list[dict[str, Any]]:
-    """Finished MLflow runs of `stage` (newest first): tags and metrics, for cross-run plots.
+def past_stage_runs(
+    stage: str, root: str | Path = ".", tags: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Finished MLflow runs of `stage` (newest first) whose tags match `tags`: for cross-run plots.
 
     Read from MLflow rather than `dvc exp show` so that it works inside a running pipeline
     (DVC holds its repository lock then). An unreachable store gives an empty list.
@@ -108,7 +130,10 @@ def past_stage_runs(stage: str, root: str | Path = ".") -> list[dict[str, Any]]:
             return []
         runs = mlflow.MlflowClient().search_runs(
             [experiment.experiment_id],
-            f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
+            " and ".join(
+                [f"tags.stage = '{stage}'", "attributes.status = 'FINISHED'"]
+                + [f"tags.{k} = '{v}'" for k, v in (tags or {}).items()]
+            ),
             order_by=["attributes.start_time DESC"],
             max_results=500,
         )

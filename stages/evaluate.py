@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(params.device)
     section = {"seed": params.seed, **as_dict(params.evaluate)}
     metrics = {}
-    with stage_run("evaluate", section) as tracker:
+    # The data fingerprint lets the report's Pareto plot compare only runs on the same data.
+    tags = {"data_fingerprint": meta["fingerprint"]}
+    with stage_run("evaluate", section, tags=tags) as tracker:
         with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
             for path in checkpoint_paths(args.models):
                 name = Path(path).stem

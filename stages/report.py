@@ -1,6 +1,7 @@
 """DVC stage `report`: the pipeline's outputs -> reports/report.html (self-contained).
 
-Rerun by hand after a budget sweep to refresh the Pareto plot with the new experiments:
+The Pareto plot takes earlier evaluate runs on the same prepared data (same fingerprint) from
+MLflow. Rerun by hand after a budget sweep to refresh it with the new experiments:
     python stages/report.py
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rcskd.data.dataset import load_meta
 from rcskd.errors import run_reporting_errors
 from rcskd.io import write_text_atomic
 from rcskd.report.html import build_report, load_inputs
@@ -23,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        inputs = load_inputs(args.reports, args.prepared, past_stage_runs("evaluate"))
+        same_data = {"data_fingerprint": load_meta(args.prepared)["fingerprint"]}
+        past_runs = past_stage_runs("evaluate", tags=same_data)
+        inputs = load_inputs(args.reports, args.prepared, past_runs)
         write_text_atomic(args.out, build_report(inputs))
         print(f"report: {args.out}", file=sys.stderr)
 
