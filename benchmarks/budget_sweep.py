@@ -1,0 +1,148 @@
+"""Benchmark: a `prune.budget` sweep of the whole pipeline on Brain-4, through DVC's queue.
+
+    python benchmarks/budget_sweep.py run      # queue the missing budgets, run them one at a time
+    python benchmarks/budget_sweep.py table    # reports/bench/sweep_brain4.{json,md}
+
+Each budget is one DVC experiment named `brain4-b<budget>` (e.g. brain4-b0.3) with the same
+Brain-4 overrides (SWEEP_OVERRIDES); prepare and teacher are identical across budgets, so DVC's
+run-cache trains the teacher once. Resumable: budgets whose experiment exists are not queued
+again. The data root must be absolute: queued experiments run in a copy under .dvc/tmp/exps/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import BRAIN4, REPO, RESULTS, SPLIT_NOTE
+
+from rcskd.io import write_json_atomic, write_text_atomic
+from rcskd.tracking import git_commit
+
+# Brain-4 at 64 px with a lighter schedule than the defaults so three full pipelines fit in
+# about an hour on 2 CPU cores: teacher 12 epochs, fine-tune 3, each distillation 2, and the
+# four strongest baselines of benchmarks/distill_brain4.py instead of all eight.
+SWEEP_OVERRIDES = [
+    "data.source=imagefolder",
+    f"data.root={BRAIN4}",
+    "teacher.train.epochs=12",
+    "teacher.train.balanced_sampling=true",
+    "prune.finetune.epochs=3",
+    "distill.train.epochs=2",
+    "distill.baselines=[ce_only,kd,sp,rkd]",
+]
+MODELS = ("teacher", "pruned", "student_tkd", "student")
+NAME = "brain4-b{budget}"
+
+
+def dvc(*args: str, capture: bool = False) -> str:
+    """Run the project's dvc (the one beside this Python) in the repository."""
+    exe = Path(sys.executable).with_name("dvc")
+    out = subprocess.run([str(exe), *args], cwd=REPO, check=True, text=True, capture_output=capture)
+    return out.stdout if capture else ""
+
+
+def experiments() -> dict[str, dict[str, Any]]:
+    """Name -> {params, metrics} of every DVC experiment (`dvc exp show --json`)."""
+    found = {}
+    for entry in json.loads(dvc("exp", "show", "--json", capture=True)):
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                metrics = (data.get("metrics") or {}).get("reports/metrics.json", {})
+                found[rev.get("name") or rev["rev"]] = {
+                    "rev": rev["rev"],
+                    "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
+                    "metrics": metrics.get("data", {}),
+                }
+    return found
+
+
+def run(budgets: list[float]) -> None:
+    """Queue every budget without an experiment yet, then run the queue one at a time."""
+    if not BRAIN4.is_dir():
+        sys.exit(f"the sweep needs the Brain-4 dataset at {BRAIN4}")
+    done = experiments()
+    for budget in budgets:
+        name = NAME.format(budget=budget)
+        if name in done and done[name]["metrics"]:
+            print(f"{name}: done, skipped", file=sys.stderr)
+            continue
+        sets = [arg for o in [*SWEEP_OVERRIDES, f"prune.budget={budget}"] for arg in ("-S", o)]
+        dvc("exp", "run", "--queue", "--name", name, *sets)
+    # Stage commands call `python`: the worker must find this environment's first.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    dvc("queue", "start", "-j", "1")
+    while "Running" in (status := dvc("queue", "status", capture=True)) or "Queued" in status:
+        time.sleep(60)
+    print(status, file=sys.stderr)
+
+
+def table(budgets: list[float]) -> None:
+    """Collect the sweep's experiments into reports/bench/sweep_brain4.{json,md}."""
+    found = experiments()
+    rows = []
+    for budget in budgets:
+        exp = found.get(NAME.format(budget=budget))
+        if not exp or not exp["metrics"]:
+            print(f"budget {budget}: no finished experiment", file=sys.stderr)
+            continue
+        m = exp["metrics"]
+        row = {"experiment": NAME.format(budget=budget), "rev": exp["rev"], "budget": budget}
+        for model in m:  # teacher, pruned, student_tkd, student and each baseline
+            row[model] = {k: m[model].get(k) for k in ("acc", "macro_f1", "params", "flops")}
+        rows.append(row)
+    if not rows:
+        sys.exit("no finished sweep experiment: run `python benchmarks/budget_sweep.py run`")
+    result = {"overrides": SWEEP_OVERRIDES, "split": SPLIT_NOTE, "commit": git_commit(REPO),
+              "rows": rows}  # fmt: skip
+    write_json_atomic(RESULTS / "sweep_brain4.json", result)
+    write_text_atomic(RESULTS / "sweep_brain4.md", markdown(rows))
+    print((RESULTS / "sweep_brain4.md").read_text())
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's sweep table: one row per budget, accuracy and size of each model."""
+    teacher = rows[0].get("teacher", {})
+    lines = [
+        "# prune.budget sweep on Brain-4 (DVC experiment queue)",
+        "",
+        f"Split: {SPLIT_NOTE}. Overrides: `{' '.join(SWEEP_OVERRIDES)}`. Teacher (same in "
+        f"every experiment): test acc {teacher.get('acc', float('nan')):.4f}, "
+        f"{teacher.get('params', 0):,} params. Test accuracy on Brain-4 `Testing/`.",
+        "",
+        "| experiment | budget | student params (ratio) | student FLOPs (ratio) | pruned acc "
+        "| best baseline acc | TKD-CA acc | RC-SKD acc | RC-SKD macro-F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s, p, t = r.get("student", {}), r.get("pruned", {}), r.get("student_tkd", {})
+        baselines = {k: v["acc"] for k, v in r.items() if isinstance(v, dict) and k not in MODELS}
+        best = max(baselines, key=baselines.get) if baselines else None
+        best_text = f"{baselines[best]:.4f} ({best})" if best else "-"
+        lines.append(
+            f"| {r['experiment']} | {r['budget']} "
+            f"| {s['params']:,} ({s['params'] / teacher['params']:.3f}) "
+            f"| {s['flops'] / 1e6:.1f} M ({s['flops'] / teacher['flops']:.3f}) "
+            f"| {p.get('acc', float('nan')):.4f} | {best_text} | {t.get('acc', float('nan')):.4f} "
+            f"| {s['acc']:.4f} | {s['macro_f1']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("action", choices=("run", "table"))
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
+    args = parser.parse_args()
+    (run if args.action == "run" else table)(args.budgets)
+
+
+if __name__ == "__main__":
+    main()
