@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,10 +41,15 @@ def dvc(*args: str, capture: bool = False) -> str:
 
 
 def experiments() -> dict[str, dict[str, Any]]:
-    """Name -> {params, metrics} of every DVC experiment (`dvc exp show --json`)."""
+    """Name -> {rev, params, metrics} of every finished DVC experiment (`dvc exp show --json`).
+
+    Queued and running experiments are left out: they show the baseline commit's metrics.
+    """
     found = {}
     for entry in json.loads(dvc("exp", "show", "--json", capture=True)):
         for exp in entry.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state", "success") != "success":
+                continue
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
                 metrics = (data.get("metrics") or {}).get("reports/metrics.json", {})
@@ -55,24 +61,34 @@ def experiments() -> dict[str, dict[str, Any]]:
     return found
 
 
+def queue_status() -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    rows = (line.split() for line in dvc("queue", "status", capture=True).splitlines())
+    return {row[1]: row[-1] for row in rows if len(row) >= 5 and re.fullmatch(r"[0-9a-f]+", row[0])}
+
+
 def run(budgets: list[float]) -> None:
     """Queue every budget without an experiment yet, then run the queue one at a time."""
     if not BRAIN4.is_dir():
         sys.exit(f"the sweep needs the Brain-4 dataset at {BRAIN4}")
-    done = experiments()
+    done, pending = experiments(), queue_status()
     for budget in budgets:
         name = NAME.format(budget=budget)
         if name in done and done[name]["metrics"]:
             print(f"{name}: done, skipped", file=sys.stderr)
-            continue
-        sets = [arg for o in [*SWEEP_OVERRIDES, f"prune.budget={budget}"] for arg in ("-S", o)]
-        dvc("exp", "run", "--queue", "--name", name, *sets)
+        elif pending.get(name) in ("Queued", "Running"):
+            print(f"{name}: already {pending[name].lower()}", file=sys.stderr)
+        else:
+            sets = [a for o in [*SWEEP_OVERRIDES, f"prune.budget={budget}"] for a in ("-S", o)]
+            dvc("exp", "run", "--queue", "--name", name, *sets)
     # Stage commands call `python`: the worker must find this environment's first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    dvc("queue", "start", "-j", "1")
-    while "Running" in (status := dvc("queue", "status", capture=True)) or "Queued" in status:
+    while {"Queued", "Running"} & set(queue_status().values()):
+        # A worker can exit with tasks still queued (e.g. after an earlier `dvc queue stop`).
+        if "Running" not in queue_status().values():
+            dvc("queue", "start", "-j", "1")
         time.sleep(60)
-    print(status, file=sys.stderr)
+    print(dvc("queue", "status", capture=True), file=sys.stderr)
 
 
 def table(budgets: list[float]) -> None:
