@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from common import BRAIN4, REPO, RESULTS, SPLIT_NOTE
 
 from rcskd.io import write_json_atomic, write_text_atomic
@@ -41,22 +42,28 @@ def dvc(*args: str, capture: bool = False) -> str:
 
 
 def experiments() -> dict[str, dict[str, Any]]:
-    """Name -> {rev, params, metrics} of every finished DVC experiment (`dvc exp show --json`).
+    """Name -> {rev, params, metrics, ...} of every finished DVC experiment, on any commit.
 
     Queued and running experiments are left out: they show the baseline commit's metrics.
     """
     found = {}
-    for entry in json.loads(dvc("exp", "show", "--json", capture=True)):
+    for entry in json.loads(dvc("exp", "show", "--json", "--all-commits", capture=True)):
         for exp in entry.get("experiments") or []:
             if (exp.get("executor") or {}).get("state", "success") != "success":
                 continue
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
-                metrics = (data.get("metrics") or {}).get("reports/metrics.json", {})
+                files = {f: v.get("data", {}) for f, v in (data.get("metrics") or {}).items()}
                 found[rev.get("name") or rev["rev"]] = {
                     "rev": rev["rev"],
                     "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
-                    "metrics": metrics.get("data", {}),
+                    "metrics": files.get("reports/metrics.json", {}),
+                    "stage_minutes": {
+                        Path(f).stem: round(v.get("wall_time_s", v.get("train_seconds")) / 60, 1)
+                        for f, v in files.items()
+                        if "wall_time_s" in v or "train_seconds" in v
+                    },
+                    "fingerprint": files.get("reports/prepare.json", {}).get("fingerprint"),
                 }
     return found
 
@@ -101,14 +108,31 @@ def table(budgets: list[float]) -> None:
             print(f"budget {budget}: no finished experiment", file=sys.stderr)
             continue
         m = exp["metrics"]
-        row = {"experiment": NAME.format(budget=budget), "rev": exp["rev"], "budget": budget}
-        for model in m:  # teacher, pruned, student_tkd, student and each baseline
-            row[model] = {k: m[model].get(k) for k in ("acc", "macro_f1", "params", "flops")}
+        row = {
+            "experiment": NAME.format(budget=budget),
+            "rev": exp["rev"],
+            "budget": budget,
+            "stage_minutes": exp["stage_minutes"],
+            "dataset_fingerprint": exp["fingerprint"],
+        }
+        row["models"] = {  # teacher, pruned, student_tkd, student and each baseline
+            model: {k: m[model].get(k) for k in ("acc", "macro_f1", "params", "flops")}
+            for model in m
+        }
         rows.append(row)
     if not rows:
         sys.exit("no finished sweep experiment: run `python benchmarks/budget_sweep.py run`")
-    result = {"overrides": SWEEP_OVERRIDES, "split": SPLIT_NOTE, "commit": git_commit(REPO),
-              "rows": rows}  # fmt: skip
+    params = found[rows[0]["experiment"]]["params"]
+    result = {
+        "overrides": SWEEP_OVERRIDES,
+        "split": SPLIT_NOTE,
+        "git_commit": git_commit(REPO),
+        "params": params,  # of the first budget; the others differ in prune.budget only
+        "seeds": [params.get("seed")],
+        "torch": torch.__version__,
+        "threads": f"torch default: all {os.cpu_count()} cores (evaluate's latency: 2 threads)",
+        "rows": rows,
+    }
     write_json_atomic(RESULTS / "sweep_brain4.json", result)
     write_text_atomic(RESULTS / "sweep_brain4.md", markdown(rows))
     print((RESULTS / "sweep_brain4.md").read_text())
@@ -116,7 +140,7 @@ def table(budgets: list[float]) -> None:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The README's sweep table: one row per budget, accuracy and size of each model."""
-    teacher = rows[0].get("teacher", {})
+    teacher = rows[0]["models"].get("teacher", {})
     lines = [
         "# prune.budget sweep on Brain-4 (DVC experiment queue)",
         "",
@@ -129,8 +153,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s, p, t = r.get("student", {}), r.get("pruned", {}), r.get("student_tkd", {})
-        baselines = {k: v["acc"] for k, v in r.items() if isinstance(v, dict) and k not in MODELS}
+        models = r["models"]
+        s, p, t = models.get("student", {}), models.get("pruned", {}), models.get("student_tkd", {})
+        baselines = {k: v["acc"] for k, v in models.items() if k not in MODELS}
         best = max(baselines, key=baselines.get) if baselines else None
         best_text = f"{baselines[best]:.4f} ({best})" if best else "-"
         lines.append(
