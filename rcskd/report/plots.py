@@ -89,12 +89,21 @@ def gradcam_figure(
 
 
 def curves_figure(history: Sequence[dict[str, float]], title: str) -> Figure:
-    """Loss (left) and accuracy (right) per epoch, train and validation."""
+    """Loss (left) and accuracy (right) per epoch, train and validation.
+
+    A distillation run's train loss is its whole objective; its train cross-entropy is drawn too,
+    since that, not the objective, compares with the validation (cross-entropy) loss.
+    """
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    distilled = "train_ce" in history[0] and any("train_" in k for k in set(history[0]) - {
+        "train_loss", "train_ce", "train_acc"})  # fmt: skip
     # markers: a one-epoch run is a single point, which a bare line would not show
-    left.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
-    left.plot(epochs, [r["val_loss"] for r in history], "o-", ms=3, label="validation")
+    train_label = "train objective (CE + distillation)" if distilled else "train"
+    left.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label=train_label)
+    if distilled:
+        left.plot(epochs, [r["train_ce"] for r in history], "o--", ms=3, label="train CE")
+    left.plot(epochs, [r["val_loss"] for r in history], "o-", ms=3, label="validation CE")
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
