@@ -96,8 +96,8 @@ def curves_figure(history: Sequence[dict[str, float]], title: str) -> Figure:
     """
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    distilled = "train_ce" in history[0] and any("train_" in k for k in set(history[0]) - {
-        "train_loss", "train_ce", "train_acc"})  # fmt: skip
+    terms = set(history[0]) - {"train_loss", "train_ce", "train_acc"}
+    distilled = "train_ce" in history[0] and any(k.startswith("train_") for k in terms)
     # markers: a one-epoch run is a single point, which a bare line would not show
     train_label = "train objective (CE + distillation)" if distilled else "train"
     left.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label=train_label)

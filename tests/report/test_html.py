@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rcskd.report.html import SECTIONS, ReportInputs, build_report, pareto_points
-from rcskd.report.plots import confusion_figure, png_bytes
+from rcskd.report.plots import confusion_figure, curves_figure, png_bytes
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 
@@ -100,3 +100,15 @@ def test_report_renders_in_headless_chromium_without_broken_images(page, tmp_pat
     broken, size = screenshot(path, tmp_path / "shot.png")
     assert broken == []
     assert size[1] > 2000 and Path(tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def test_distillation_curves_show_train_ce_beside_the_objective():
+    teacher = [{"epoch": 1, "train_loss": 0.9, "train_ce": 0.9, "train_acc": 0.6,
+                "val_loss": 0.8, "val_acc": 0.7}]  # fmt: skip
+    distilled = [{**teacher[0], "train_loss": 1.5, "train_kd": 0.6}]
+    labels = {
+        name: [line.get_label() for line in curves_figure(rows, name).axes[0].get_lines()]
+        for name, rows in (("teacher", teacher), ("kd", distilled))
+    }
+    assert labels["teacher"] == ["train", "validation CE"]
+    assert labels["kd"] == ["train objective (CE + distillation)", "train CE", "validation CE"]
