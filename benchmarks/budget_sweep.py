@@ -90,9 +90,9 @@ def run(budgets: list[float]) -> None:
             dvc("exp", "run", "--queue", "--name", name, *sets)
     # Stage commands call `python`: the worker must find this environment's first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    while {"Queued", "Running"} & set(queue_status().values()):
+    while {"Queued", "Running"} & set(states := queue_status().values()):
         # A worker can exit with tasks still queued (e.g. after an earlier `dvc queue stop`).
-        if "Running" not in queue_status().values():
+        if "Running" not in states:
             dvc("queue", "start", "-j", "1")
         time.sleep(60)
     print(dvc("queue", "status", capture=True), file=sys.stderr)

@@ -22,6 +22,11 @@ DEFAULT_EXPERIMENT = "rcskd"
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
 
 
+def data_tags(meta: Mapping[str, Any]) -> dict[str, str]:
+    """Tags naming the prepared data a run used: written by evaluate, matched by the report."""
+    return {"data_fingerprint": str(meta["fingerprint"])}
+
+
 def store_root(root: Path) -> Path:
     """The repository whose mlflow.db a stage logs to.
 

@@ -18,7 +18,7 @@ from rcskd.errors import run_reporting_errors
 from rcskd.evaluate import evaluate_model, flat_metrics
 from rcskd.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from rcskd.report.comparison import comparison_markdown, comparison_rows
-from rcskd.tracking import stage_run
+from rcskd.tracking import data_tags, stage_run
 from rcskd.train import resolve_device
 
 
@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(params.device)
     section = {"seed": params.seed, **as_dict(params.evaluate)}
     metrics = {}
-    # The data fingerprint lets the report's Pareto plot compare only runs on the same data.
-    tags = {"data_fingerprint": meta["fingerprint"]}
-    with stage_run("evaluate", section, tags=tags) as tracker:
+    # Tagged with the data so that the report's Pareto plot compares only runs on the same data.
+    with stage_run("evaluate", section, tags=data_tags(meta)) as tracker:
         with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
             for path in checkpoint_paths(args.models):
                 name = Path(path).stem

@@ -14,7 +14,7 @@ from rcskd.data.dataset import load_meta
 from rcskd.errors import run_reporting_errors
 from rcskd.io import write_text_atomic
 from rcskd.report.html import build_report, load_inputs
-from rcskd.tracking import past_stage_runs
+from rcskd.tracking import data_tags, past_stage_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        same_data = {"data_fingerprint": load_meta(args.prepared)["fingerprint"]}
-        past_runs = past_stage_runs("evaluate", tags=same_data)
+        past_runs = past_stage_runs("evaluate", tags=data_tags(load_meta(args.prepared)))
         inputs = load_inputs(args.reports, args.prepared, past_runs)
         write_text_atomic(args.out, build_report(inputs))
         print(f"report: {args.out}", file=sys.stderr)

@@ -210,6 +210,10 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
     assert len(run_.data.tags["git_commit"]) == 40
     artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
     assert {"prepare.json", "manifest.csv", "duplicates.csv"} <= artifacts
+    # evaluate names its data, which is how the report picks comparable runs
+    (evaluate,) = client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate'")
+    meta = json.loads((dest / "data" / "prepared" / "meta.json").read_text())
+    assert evaluate.data.tags["data_fingerprint"] == meta["fingerprint"]
 
 
 def test_bad_params_fail_the_stage_with_a_clear_message(repo_copy):
