@@ -28,11 +28,11 @@ from common import (
     provenance,
     save_results,
 )
+from rcskd.distillation import run_distill
 
 from rcskd.data.dataset import load_splits
 from rcskd.data.transforms import Preprocess
 from rcskd.distill import BASELINES
-from rcskd.distillation import run_distill
 from rcskd.metrics.complexity import count_flops, count_params, measure_latency
 from rcskd.models import load_checkpoint
 from rcskd.train import predict_logits

@@ -23,11 +23,11 @@ from common import (
     provenance,
     save_results,
 )
+from rcskd.evaluate import evaluate_model
+from rcskd.pruning import run_prune
 
 from rcskd.config import EvaluateConfig, LatencyConfig
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.evaluate import evaluate_model
-from rcskd.pruning import run_prune
 
 METHODS = ("ddpg", "random", "uniform")
 

@@ -24,12 +24,12 @@ from common import (
     provenance,
     save_results,
 )
+from rcskd.evaluate import evaluate_model
+from rcskd.teacher import train_teacher
 
 from rcskd.config import EvaluateConfig
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.evaluate import evaluate_model
 from rcskd.io import write_bytes_atomic
-from rcskd.teacher import train_teacher
 
 TEACHER = {
     "arch": "resnet18",

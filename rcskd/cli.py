@@ -19,6 +19,7 @@ from rcskd.errors import run_reporting_errors
 
 def _info(args: argparse.Namespace) -> None:
     import rcskd.data.sources  # noqa: F401  (registers the sources)
+    import rcskd.models  # noqa: F401  (registers the architectures)
     from rcskd.registry import MODELS, SOURCES
 
     if args.checkpoint is None:
@@ -31,19 +32,19 @@ def _info(args: argparse.Namespace) -> None:
     from rcskd.metrics.complexity import count_flops, count_params
     from rcskd.models import load_checkpoint
 
-    model, spec, extra = load_checkpoint(args.checkpoint)
-    shape = (spec.in_channels, extra.get("image_size", 64), extra.get("image_size", 64))
+    checkpoint = load_checkpoint(args.checkpoint)
+    spec, inputs = checkpoint.spec, checkpoint.inputs
+    shape = inputs.shape if inputs else (spec.in_channels, 64, 64)
     facts = {
         "file": str(args.checkpoint),
         "arch": spec.arch,
         "width": spec.width,
         "in_channels": spec.in_channels,
-        "classes": extra.get("classes"),
         "resized_layers": len(spec.layers),
-        "params": count_params(model),
-        "flops_per_image": count_flops(model, shape),
-        "input": list(shape),
-        **{k: v for k, v in extra.items() if k not in ("classes", "preprocess")},
+        "params": count_params(checkpoint.model),
+        "flops_per_image": count_flops(checkpoint.model, shape),
+        "inputs": inputs.as_dict() if inputs else None,
+        **checkpoint.provenance,
     }
     print(json.dumps(facts, indent=2))
 

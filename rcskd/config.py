@@ -18,7 +18,7 @@ import yaml
 from rcskd.errors import ConfigError
 
 
-def _rng(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
+def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
     """Field metadata: inclusive bounds checked by the loader."""
     return {"min": lo, "max": hi}
 
@@ -39,10 +39,10 @@ DEFAULT_ALIASES: dict[str, str] = {
 class PhantomConfig:
     """The embedded synthetic brain-MRI dataset."""
 
-    patients: int = field(default=1000, metadata=_rng(1))
-    slices_per_patient: int = field(default=2, metadata=_rng(1, 64))
-    size: int = field(default=128, metadata=_rng(16, 1024))
-    difficulty: float = field(default=0.0, metadata=_rng(0.0, 1.0))
+    patients: int = field(default=1000, metadata=bounds(1))
+    slices_per_patient: int = field(default=2, metadata=bounds(1, 64))
+    size: int = field(default=128, metadata=bounds(16, 1024))
+    difficulty: float = field(default=0.0, metadata=bounds(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FigshareConfig:
     """Jun Cheng's Brain-3 `.mat` files."""
 
     cvind: str = ""  # path to cvind.mat (5-fold patient split); empty: split by patient ourselves
-    test_fold: int = field(default=1, metadata=_rng(1, 5))
+    test_fold: int = field(default=1, metadata=bounds(1, 5))
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class DicomConfig:
 
     window: Literal["auto", "minmax", "fixed"] = "auto"
     center: float = 40.0
-    width: float = field(default=400.0, metadata=_rng(1e-6))
+    width: float = field(default=400.0, metadata=bounds(1e-6))
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ class DataConfig:
 class DedupConfig:
     """Cross-split duplicate removal."""
 
-    near_threshold: int = field(default=6, metadata=_rng(-1, 64))  # pHash bits; -1: off
-    near_min_correlation: float = field(default=0.95, metadata=_rng(-1.0, 1.0))
+    near_threshold: int = field(default=6, metadata=bounds(-1, 64))  # pHash bits; -1: off
+    near_min_correlation: float = field(default=0.95, metadata=bounds(-1.0, 1.0))
     policy: Literal["drop_from_train", "fail"] = "drop_from_train"
 
 
@@ -89,11 +89,11 @@ class DedupConfig:
 class PrepareConfig:
     """Splitting, resizing and caching."""
 
-    image_size: int = field(default=64, metadata=_rng(8, 1024))
+    image_size: int = field(default=64, metadata=bounds(8, 1024))
     channels: Literal[1, 3] = 1
     crop_border: bool = True  # crop dark frames (MRI/CT); set false for natural images (CIFAR)
-    val_fraction: float = field(default=0.15, metadata=_rng(0.0, 0.9))
-    test_fraction: float = field(default=0.2, metadata=_rng(0.0, 0.9))
+    val_fraction: float = field(default=0.15, metadata=bounds(0.0, 0.9))
+    test_fraction: float = field(default=0.2, metadata=bounds(0.0, 0.9))
     dedup: DedupConfig = field(default_factory=DedupConfig)
 
 
@@ -101,34 +101,34 @@ class PrepareConfig:
 class AugmentConfig:
     """Training augmentation suited to grey MRI: geometry and intensity, no colour operations."""
 
-    hflip: float = field(default=0.5, metadata=_rng(0.0, 1.0))  # probability
-    vflip: float = field(default=0.0, metadata=_rng(0.0, 1.0))  # probability
-    rotate_deg: float = field(default=10.0, metadata=_rng(0.0, 180.0))  # uniform +-
-    translate: float = field(default=0.05, metadata=_rng(0.0, 0.5))  # fraction of the size, +-
-    scale: float = field(default=0.1, metadata=_rng(0.0, 0.5))  # zoom 1 +- scale
-    brightness: float = field(default=0.1, metadata=_rng(0.0, 1.0))  # additive, +-
-    contrast: float = field(default=0.15, metadata=_rng(0.0, 1.0))  # multiplicative, 1 +-
-    gamma: float = field(default=0.15, metadata=_rng(0.0, 1.0))  # exponent exp(+-gamma)
+    hflip: float = field(default=0.5, metadata=bounds(0.0, 1.0))  # probability
+    vflip: float = field(default=0.0, metadata=bounds(0.0, 1.0))  # probability
+    rotate_deg: float = field(default=10.0, metadata=bounds(0.0, 180.0))  # uniform +-
+    translate: float = field(default=0.05, metadata=bounds(0.0, 0.5))  # fraction of the size, +-
+    scale: float = field(default=0.1, metadata=bounds(0.0, 0.5))  # zoom 1 +- scale
+    brightness: float = field(default=0.1, metadata=bounds(0.0, 1.0))  # additive, +-
+    contrast: float = field(default=0.15, metadata=bounds(0.0, 1.0))  # multiplicative, 1 +-
+    gamma: float = field(default=0.15, metadata=bounds(0.0, 1.0))  # exponent exp(+-gamma)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run (teacher, fine-tune or distillation): the loop's knobs."""
 
-    epochs: int = field(default=30, metadata=_rng(1))
-    batch_size: int = field(default=64, metadata=_rng(1))
+    epochs: int = field(default=30, metadata=bounds(1))
+    batch_size: int = field(default=64, metadata=bounds(1))
     optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = field(default=0.002, metadata=_rng(0.0))
-    momentum: float = field(default=0.9, metadata=_rng(0.0, 1.0))  # SGD only
-    weight_decay: float = field(default=0.05, metadata=_rng(0.0))
+    lr: float = field(default=0.002, metadata=bounds(0.0))
+    momentum: float = field(default=0.9, metadata=bounds(0.0, 1.0))  # SGD only
+    weight_decay: float = field(default=0.05, metadata=bounds(0.0))
     schedule: Literal["cosine", "step", "constant"] = "cosine"
-    warmup_epochs: float = field(default=1.0, metadata=_rng(0.0))  # linear warm-up from lr/10
-    step_every: int = field(default=10, metadata=_rng(1))  # step schedule: epochs per decay
-    step_gamma: float = field(default=0.1, metadata=_rng(0.0, 1.0))  # step schedule: factor
-    label_smoothing: float = field(default=0.0, metadata=_rng(0.0, 0.5))
+    warmup_epochs: float = field(default=1.0, metadata=bounds(0.0))  # linear warm-up from lr/10
+    step_every: int = field(default=10, metadata=bounds(1))  # step schedule: epochs per decay
+    step_gamma: float = field(default=0.1, metadata=bounds(0.0, 1.0))  # step schedule: factor
+    label_smoothing: float = field(default=0.0, metadata=bounds(0.0, 0.5))
     balanced_sampling: bool = False  # draw classes equally often (with replacement)
     monitor: Literal["acc", "balanced_acc", "loss"] = "balanced_acc"  # picks the best epoch
-    early_stopping: int = field(default=0, metadata=_rng(0))  # patience in epochs; 0 = off
+    early_stopping: int = field(default=0, metadata=bounds(0))  # patience in epochs; 0 = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -137,7 +137,7 @@ class TeacherConfig:
     """The teacher: architecture and its training."""
 
     arch: str = "resnet18"  # a zoo name (rcskd info) or torchvision.<name> where it imports
-    width: float = field(default=0.5, metadata=_rng(0.01, 4.0))  # channel multiplier
+    width: float = field(default=0.5, metadata=bounds(0.01, 4.0))  # channel multiplier
     pretrained: str = ""  # local torchvision-format state_dict; "" = from scratch
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -147,36 +147,36 @@ class ProxyConfig:
     """How a pruning candidate is scored without training it (adaptive BN + held-out data)."""
 
     data: Literal["train", "val"] = "train"  # scoring images: held out of train, or validation
-    calib_images: int = field(default=256, metadata=_rng(1))  # BN recalibration images
-    eval_images: int = field(default=512, metadata=_rng(1))  # scoring images (held out of train)
-    finetune_top_k: int = field(default=0, metadata=_rng(0))  # re-rank the k best after a short
-    finetune_steps: int = field(default=30, metadata=_rng(1))  # fine-tune of this many steps
+    calib_images: int = field(default=256, metadata=bounds(1))  # BN recalibration images
+    eval_images: int = field(default=512, metadata=bounds(1))  # scoring images (held out of train)
+    finetune_top_k: int = field(default=0, metadata=bounds(0))  # re-rank the k best after a short
+    finetune_steps: int = field(default=30, metadata=bounds(1))  # fine-tune of this many steps
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     """The DDPG agent (stable-baselines3) that picks one ratio per unit."""
 
-    episodes: int = field(default=60, metadata=_rng(1))  # candidates evaluated, warm-up included
-    warmup_episodes: int = field(default=15, metadata=_rng(0))  # random episodes before learning
-    noise_sigma: float = field(default=0.5, metadata=_rng(0.0))  # exploration, in action units
-    noise_decay: float = field(default=0.95, metadata=_rng(0.0, 1.0))  # per episode after warm-up
-    learning_rate: float = field(default=1e-3, metadata=_rng(0.0))  # actor and critic
-    hidden: int = field(default=64, metadata=_rng(1))  # width of the actor's and critic's 2 layers
-    batch_size: int = field(default=64, metadata=_rng(1))
-    tau: float = field(default=0.01, metadata=_rng(0.0, 1.0))  # soft target update
+    episodes: int = field(default=60, metadata=bounds(1))  # candidates evaluated, warm-up included
+    warmup_episodes: int = field(default=15, metadata=bounds(0))  # random episodes first
+    noise_sigma: float = field(default=0.5, metadata=bounds(0.0))  # exploration, in action units
+    noise_decay: float = field(default=0.95, metadata=bounds(0.0, 1.0))  # per episode after warm-up
+    learning_rate: float = field(default=1e-3, metadata=bounds(0.0))  # actor and critic
+    hidden: int = field(default=64, metadata=bounds(1))  # units per hidden layer (2 layers)
+    batch_size: int = field(default=64, metadata=bounds(1))
+    tau: float = field(default=0.01, metadata=bounds(0.0, 1.0))  # soft target update
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """LPB-RL: per-block pruning ratios under a resource budget, then a short fine-tune."""
 
-    budget: float = field(default=0.5, metadata=_rng(0.01, 1.0))  # share of the teacher kept
+    budget: float = field(default=0.5, metadata=bounds(0.01, 1.0))  # share of the teacher kept
     resource: Literal["params", "flops"] = "params"
-    max_ratio: float = field(default=0.8, metadata=_rng(0.0, 0.99))  # most a unit may lose
+    max_ratio: float = field(default=0.8, metadata=bounds(0.0, 0.99))  # most a unit may lose
     granularity: Literal["block", "stage"] = "block"  # one ratio per block, or per stage
     importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
-    round_to: int = field(default=1, metadata=_rng(1))  # kept channels: a multiple of this
+    round_to: int = field(default=1, metadata=bounds(1))  # kept channels: a multiple of this
     search: Literal["ddpg", "random", "uniform"] = "ddpg"  # whose ratios the student gets
     compare_baselines: bool = True  # also run uniform and random search, same evaluations
     reward: Literal["accuracy", "error_log_resource"] = "accuracy"
@@ -191,152 +191,51 @@ class PruneConfig:
 class LatencyConfig:
     """CPU latency measurement."""
 
-    threads: int = field(default=2, metadata=_rng(1))
+    threads: int = field(default=2, metadata=bounds(1))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
-    repeats: int = field(default=20, metadata=_rng(1))  # timed runs; the median is reported
-    warmup: int = field(default=3, metadata=_rng(0))
+    repeats: int = field(default=20, metadata=bounds(1))  # timed runs; the median is reported
+    warmup: int = field(default=3, metadata=bounds(0))
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """The evaluate stage: clinical metrics, calibration, complexity, Grad-CAM."""
 
-    batch_size: int = field(default=128, metadata=_rng(1))
-    bootstrap: int = field(default=1000, metadata=_rng(0))  # resamples for the 95% interval
-    ece_bins: int = field(default=15, metadata=_rng(1))
-    gradcam_per_class: int = field(default=2, metadata=_rng(0))  # test images per class
+    batch_size: int = field(default=128, metadata=bounds(1))
+    bootstrap: int = field(default=1000, metadata=bounds(0))  # resamples for the 95% interval
+    ece_bins: int = field(default=15, metadata=bounds(1))
+    gradcam_per_class: int = field(default=2, metadata=bounds(0))  # test images per class
     gradcam_tap: str = "stage3"  # named tap; "" = the last spatial tap
     latency: LatencyConfig = field(default_factory=LatencyConfig)
 
 
-@dataclass(frozen=True)
-class KdConfig:
-    """Hinton KD."""
-
-    weight: float = field(default=1.0, metadata=_rng(0.0))
-    temperature: float = field(default=4.0, metadata=_rng(0.01))
-
-
-@dataclass(frozen=True)
-class FitnetConfig:
-    """FitNet: hint tap and the weight of its MSE."""
-
-    weight: float = field(default=100.0, metadata=_rng(0.0))
-    tap: str = "stage3"
-
-
-@dataclass(frozen=True)
-class AtConfig:
-    """Attention transfer."""
-
-    weight: float = field(default=1000.0, metadata=_rng(0.0))
-    taps: list[str] = field(default_factory=lambda: ["stage2", "stage3", "stage4"])
-    p: float = field(default=2.0, metadata=_rng(0.5))
-
-
-@dataclass(frozen=True)
-class SpConfig:
-    """Similarity-preserving KD."""
-
-    weight: float = field(default=3000.0, metadata=_rng(0.0))
-    tap: str = "stage4"
-
-
-@dataclass(frozen=True)
-class RkdConfig:
-    """Relational KD on an embedding tap."""
-
-    weight: float = field(default=1.0, metadata=_rng(0.0))
-    distance: float = field(default=25.0, metadata=_rng(0.0))
-    angle: float = field(default=50.0, metadata=_rng(0.0))
-    tap: str = "pool"
-
-
-@dataclass(frozen=True)
-class DistConfig:
-    """DIST: Pearson-correlation relations."""
-
-    weight: float = field(default=1.0, metadata=_rng(0.0))
-    beta: float = field(default=2.0, metadata=_rng(0.0))  # inter-class
-    gamma: float = field(default=2.0, metadata=_rng(0.0))  # intra-class
-    temperature: float = field(default=4.0, metadata=_rng(0.01))
-
-
-@dataclass(frozen=True)
-class DecoupledKdConfig:
-    """Decoupled KD (Zhao et al., 2022)."""
-
-    weight: float = field(default=1.0, metadata=_rng(0.0))
-    alpha: float = field(default=1.0, metadata=_rng(0.0))  # target-class term
-    beta: float = field(default=8.0, metadata=_rng(0.0))  # non-target-class term
-    temperature: float = field(default=4.0, metadata=_rng(0.01))
-
-
-@dataclass(frozen=True)
-class CeOnlyConfig:
-    """Fine-tuning without a teacher: no settings beyond `distill.train`."""
-
-
-@dataclass(frozen=True)
-class TkdConfig:
-    """TKD-CA: corrective-attention feature distillation."""
-
-    taps: dict[str, float] = field(default_factory=lambda: {"stage4": 1.0})  # tap -> weight
-    target: Literal["label", "teacher_argmax"] = "label"  # class whose gradient weights channels
-    beta: float = field(default=3.0, metadata=_rng(0.0))  # weight of the TKD-CA term
-    alpha: float = field(default=0.0, metadata=_rng(0.0))  # weight of an optional KD term
-    temperature: float = field(default=4.0, metadata=_rng(0.01))  # of that KD term
-
-
-@dataclass(frozen=True)
-class DkdConfig:
-    """DKD-SG: sample-graph distillation."""
-
-    node: Literal["logits", "embedding"] = "logits"
-    embed_tap: str = "pool"  # the embedding tap when node = embedding
-    gamma: float = field(default=5.0, metadata=_rng(0.0))  # weight of the DKD-SG term
-    knn: int = field(default=0, metadata=_rng(0))  # edges to the k nearest; 0 = all pairs
-    propagate: int = field(default=0, metadata=_rng(0))  # parameter-free propagation steps
-    with_tkd: bool = False  # also train with the TKD-CA terms (one stage instead of two)
+# A distillation method as data: loss term name -> that term's settings (its weight and the
+# loss's own keys; omitted keys take the defaults declared beside the loss in
+# rcskd/distill/losses/). Validated against the loss registry by rcskd.distill.methods.
+Method = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Distillation stages: shared training settings, RC-SKD's losses, the baselines."""
+    """Distillation stages: shared training settings, the methods as data, the baselines."""
 
-    ce_weight: float = field(default=1.0, metadata=_rng(0.0))
-    baselines: list[str] = field(
-        default_factory=lambda: [
-            "ce_only",
-            "kd",
-            "fitnet",
-            "at",
-            "sp",
-            "rkd",
-            "dist",
-            "decoupled_kd",
-        ]
-    )
+    ce_weight: float = field(default=1.0, metadata=bounds(0.0))
+    # The methods run as baseline stages (one DVC stage each), all from the pruned weights.
+    baselines: list[str] = field(default_factory=list)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=3, lr=5e-4, warmup_epochs=0.0)
     )
-    tkd: TkdConfig = field(default_factory=TkdConfig)
-    dkd: DkdConfig = field(default_factory=DkdConfig)
-    ce_only: CeOnlyConfig = field(default_factory=CeOnlyConfig)
-    kd: KdConfig = field(default_factory=KdConfig)
-    fitnet: FitnetConfig = field(default_factory=FitnetConfig)
-    at: AtConfig = field(default_factory=AtConfig)
-    sp: SpConfig = field(default_factory=SpConfig)
-    rkd: RkdConfig = field(default_factory=RkdConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
-    decoupled_kd: DecoupledKdConfig = field(default_factory=DecoupledKdConfig)
+    # RC-SKD's own stages are the methods `tkd_ca` and `dkd_sg` (in that order).
+    methods: dict[str, Method] = field(
+        default_factory=lambda: {"tkd_ca": {"tkd_ca": {}}, "dkd_sg": {"dkd_sg": {}}}
+    )
 
 
 @dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
 
-    seed: int = field(default=0, metadata=_rng(0))
+    seed: int = field(default=0, metadata=bounds(0))
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
@@ -360,7 +259,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     """Validate a plain mapping (as read from YAML) into `Params`."""
-    return _build(Params, raw, prefix="", source=source)
+    params = _build(Params, raw, prefix="", source=source)
+    missing = [m for m in params.distill.baselines if m not in params.distill.methods]
+    if missing:
+        raise _fail(
+            source, "distill.baselines", missing[0],
+            f"a method defined in distill.methods ({', '.join(params.distill.methods)})",
+        )  # fmt: skip
+    return params
+
+
+def parse_section(cls: type, raw: Any, key: str, source: str = "params") -> Any:
+    """Validate the mapping `raw` found at dotted `key` into the dataclass `cls`."""
+    return _build(cls, raw, prefix=f"{key}.", source=source)
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -429,6 +340,12 @@ def _coerce(tp: Any, value: Any, key: str, source: str, fld: dataclasses.Field) 
         _, item = typing.get_args(tp)
         if value is None:
             return {}
+        if item is Any or typing.get_origin(item) is dict:  # nested sections: checked later
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise _fail(source, key, value, "a mapping of names to settings")
+            if item is Any:
+                return dict(value)
+            return {k: _coerce(item, v, f"{key}.{k}", source, fld) for k, v in value.items()}
         numeric = item is float
         ok = isinstance(value, dict) and all(
             isinstance(k, str)

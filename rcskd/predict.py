@@ -1,8 +1,9 @@
 """`rcskd predict`: classify image files, folders or DICOM files with a .pt or .onnx model.
 
-Each input is read and prepared exactly as the prepare stage does (border crop, pad to square,
-resize, grey/RGB), normalised with the statistics stored in the model. An unreadable input
-gives an error row naming the file and why; the other inputs are still classified.
+Each input is read and prepared exactly as the prepare stage prepared the model's training data
+(DICOM window, border crop, pad to square, resize, grey/RGB, normalisation), all taken from the
+model's `InputSpec`. An unreadable input gives an error row naming the file and why; the other
+inputs are still classified.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import torch
 from rcskd.data.prepare import fit_image
 from rcskd.data.sources.dicom import dicom_frames, is_dicom
 from rcskd.data.sources.imagefolder import IMAGE_SUFFIXES, read_image
-from rcskd.data.transforms import Preprocess
 from rcskd.errors import DataError
+from rcskd.models.checkpoint import InputSpec
 
 
 @dataclass
@@ -50,15 +51,19 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def read_input(path: Path) -> list[tuple[str, np.ndarray]]:
-    """(origin, uint8 image) of a file; a multi-frame DICOM gives one entry per frame."""
+def read_input(path: Path, inputs: InputSpec) -> list[tuple[str, np.ndarray]]:
+    """(origin, uint8 image) of a file; a multi-frame DICOM gives one entry per frame.
+
+    DICOM pixels are windowed as the model's training data was (`inputs.dicom_*`).
+    """
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
         if is_dicom(path):
             import pydicom
 
-            frames = dicom_frames(pydicom.dcmread(path), "auto", 40.0, 400.0)
+            window = (inputs.dicom_window, inputs.dicom_center, inputs.dicom_width)
+            frames = dicom_frames(pydicom.dcmread(path), *window)
             if len(frames) == 1:
                 return [(str(path), frames[0])]
             return [(f"{path}#frame{k}", f) for k, f in enumerate(frames)]
@@ -78,25 +83,23 @@ class Predictor:
             raise DataError(f"{self.path}: model file not found")
         self.model = self.session = None
         if self.path.suffix == ".onnx":
-            from rcskd.export.onnx import onnx_metadata, onnx_session
+            from rcskd.export.onnx import onnx_input_spec, onnx_session
 
-            meta = onnx_metadata(self.path)
+            self.inputs = onnx_input_spec(self.path)
             self.session = onnx_session(self.path, threads)
         else:
-            from rcskd.export.bundle import inference_metadata
             from rcskd.models import load_checkpoint
 
-            self.model, spec, extra = load_checkpoint(self.path)
-            self.model.eval()
-            meta = inference_metadata(spec, extra)
-        self.classes: list[str] = meta["classes"]
-        self.size, self.channels = int(meta["image_size"]), int(meta["channels"])
-        self.crop = bool(meta.get("crop_border", True))
-        self.preprocess = Preprocess.from_dict(meta["preprocess"])
+            checkpoint = load_checkpoint(self.path)
+            self.model = checkpoint.model
+            self.inputs = checkpoint.require_inputs()
+        self.classes: list[str] = self.inputs.classes
+        self.preprocess = self.inputs.preprocess
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """uint8 C x H x W at the model's size, like the prepare stage makes it."""
-        return torch.from_numpy(fit_image(image, self.size, self.channels, self.crop).copy())
+        i = self.inputs
+        return torch.from_numpy(fit_image(image, i.image_size, i.channels, i.crop_border).copy())
 
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
         """Softmax outputs (N, classes) of uint8 images."""
@@ -114,7 +117,7 @@ class Predictor:
         """Grad-CAM map (H x W in [0, 1]) of one uint8 image; needs the .pt model."""
         if self.model is None:
             raise DataError(f"{self.path}: Grad-CAM needs the PyTorch checkpoint (.pt), not ONNX")
-        from rcskd.report.gradcam import gradcam_maps
+        from rcskd.models.gradcam import gradcam_maps
 
         return gradcam_maps(self.model, self.preprocess(image[None]), torch.tensor([target]))[
             0
@@ -130,7 +133,7 @@ def predict_paths(
     results: list[Prediction] = []
     for path in expand_inputs(paths):
         try:
-            entries = read_input(path)
+            entries = read_input(path, predictor.inputs)
         except DataError as exc:
             results.append(Prediction(str(path), error=str(exc)))
             continue

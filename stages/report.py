@@ -1,33 +1,46 @@
-"""DVC stage `report`: the pipeline's outputs -> reports/report.html (self-contained).
+"""DVC stage `report`: the run's declared outputs -> one self-contained HTML page.
 
-The Pareto plot takes earlier evaluate runs on the same prepared data (same fingerprint) from
-MLflow. Rerun by hand after a budget sweep to refresh it with the new experiments:
-    python stages/report.py
+Every input is a path on the command line (dvc.yaml declares each). With `--past-runs`, the
+Pareto plot also shows earlier evaluate runs on the same prepared data from MLflow; DVC does not
+pass it (the MLflow store is not a declared input), so run it by hand after a budget sweep:
+    python stages/report.py --past-runs  (plus the paths, as in dvc.yaml)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
 from rcskd.data.dataset import load_meta
 from rcskd.errors import run_reporting_errors
 from rcskd.io import write_text_atomic
-from rcskd.report.html import build_report, load_inputs
-from rcskd.tracking import data_tags, past_stage_runs
+from rcskd.steps.report import ReportSources, make_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reports", default="reports")
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", default="reports/report.html")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name in ("--prepared", "--prepare-report", "--comparison", "--plots", "--search-log",
+                 "--ratios", "--out"):  # fmt: skip
+        parser.add_argument(name, type=Path, required=True)
+    parser.add_argument("--curves", type=Path, nargs="+", required=True,
+                        help="curve CSV files, or folders of distill_*.csv")  # fmt: skip
+    parser.add_argument("--past-runs", action="store_true",
+                        help="add earlier evaluate runs (MLflow) to the Pareto plot")  # fmt: skip
     args = parser.parse_args(argv)
 
     def run() -> None:
-        past_runs = past_stage_runs("evaluate", tags=data_tags(load_meta(args.prepared)))
-        inputs = load_inputs(args.reports, args.prepared, past_runs)
-        write_text_atomic(args.out, build_report(inputs))
+        past = None
+        if args.past_runs:
+            from rcskd.tracking import data_tags, past_stage_runs
+
+            past = past_stage_runs("evaluate", tags=data_tags(load_meta(args.prepared)))
+        sources = ReportSources(
+            args.prepared, args.prepare_report, args.comparison, args.plots, args.search_log,
+            args.ratios, list(args.curves),
+        )  # fmt: skip
+        write_text_atomic(args.out, make_report(sources, past))
         print(f"report: {args.out}", file=sys.stderr)
 
     return run_reporting_errors("report", run)

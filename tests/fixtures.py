@@ -139,6 +139,9 @@ def tiny_params(**sections):
     return params_from_dict(raw)
 
 
+QUADRANT_CLASSES = ["top_left", "top_right", "bottom_left", "bottom_right"]
+
+
 def quadrant_data(n: int, seed: int, size: int = 16) -> TensorSplit:
     """Class k = a bright square in quadrant k of a noisy image (easy, but needs spatial cues)."""
     g = torch.Generator().manual_seed(seed)

@@ -9,8 +9,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repo_params_yaml_is_valid_and_matches_defaults():
+    import dataclasses
+
+    from rcskd.distill import check_methods, method_terms
+
     params = load_params(REPO / "params.yaml")
-    assert params == Params()  # params.yaml documents exactly the defaults
+    # params.yaml documents exactly the defaults; the distillation methods are data that only
+    # params.yaml lists, and each term's settings there are its loss's declared defaults
+    distill = dataclasses.replace(
+        params.distill, methods=Params().distill.methods, baselines=Params().distill.baselines
+    )
+    assert dataclasses.replace(params, distill=distill) == Params()
+    check_methods(params.distill)
+    for method, terms in params.distill.methods.items():
+        for term, (name, settings) in zip(
+            method_terms(method, params.distill), terms.items(), strict=True
+        ):
+            defaults = type(term.config)()
+            for key, value in settings.items():
+                assert getattr(defaults, key) == value, f"distill.methods.{method}.{name}.{key}"
+
+
+def test_baselines_must_be_methods():
+    with pytest.raises(ConfigError, match=r"'distill\.baselines': 'kdd'; allowed: a method"):
+        params_from_dict({"distill": {"baselines": ["kdd"]}})
 
 
 def test_missing_keys_take_defaults():

@@ -5,33 +5,21 @@ import pytest
 import torch
 from torch import nn
 
-from rcskd.config import AugmentConfig, EvaluateConfig, LatencyConfig, TrainConfig
-from rcskd.data.transforms import fit_preprocess
-from rcskd.evaluate import evaluate_model, flat_metrics, pick_examples
-from rcskd.models import CheckpointError, ModelSpec, build_model, save_checkpoint
-from rcskd.report.gradcam import gradcam_maps
-from rcskd.train import CrossEntropy, fit, predict_logits
-from tests.fixtures import quadrant_data
+from rcskd.config import EvaluateConfig, LatencyConfig
+from rcskd.models import CheckpointError
+from rcskd.models.gradcam import gradcam_maps
+from rcskd.steps.evaluate import evaluate_model, flat_metrics, pick_examples
+from rcskd.train import predict_logits
+from tests.fixtures import QUADRANT_CLASSES as CLASSES
 
-CLASSES = ["top_left", "top_right", "bottom_left", "bottom_right"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny ResNet trained on the quadrant task, saved as a pipeline checkpoint."""
-    torch.manual_seed(0)
-    train, test = quadrant_data(128, 0, size=32), quadrant_data(40, 1, size=32)
-    pre = fit_preprocess(train.images)
-    spec = ModelSpec("resnet20", 4, 1, 0.25)
-    model = build_model(spec)
-    no_aug = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0)
-    cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, warmup_epochs=0.5, augment=no_aug)
-    fit(model, CrossEntropy(), train, test, cfg, pre, show_progress=False)
-    path = tmp_path_factory.mktemp("eval") / "teacher.pt"
-    extra = {"classes": CLASSES, "preprocess": pre.as_dict()}
-    save_checkpoint(path, model, spec, extra)
-    return path, model, pre, test
+def trained(quadrant_checkpoint):
+    """(checkpoint path, model, preprocess, test split) of the shared quadrant model."""
+    path, model, inputs, test = quadrant_checkpoint
+    return path, model, inputs.preprocess, test
 
 
 def small_cfg(**kw):
@@ -52,9 +40,9 @@ def test_report_numbers_agree_with_a_direct_computation(trained):
     assert report["size_mb"] == pytest.approx(path.stat().st_size / 2**20, abs=1e-3)
     assert sum(report["calibration"]["count"]) == len(test.labels)
     assert set(figures) == {
-        "teacher_confusion.png",
-        "teacher_reliability.png",
-        "teacher_gradcam.png",
+        "student_confusion.png",
+        "student_reliability.png",
+        "student_gradcam.png",
     }
     assert all(data.startswith(PNG) for data in figures.values())
     flat = flat_metrics(report, CLASSES)
@@ -112,5 +100,5 @@ def test_unknown_gradcam_tap_is_named(trained):
 
 def test_checkpoint_for_other_classes_is_refused(trained):
     path, _, _, test = trained
-    with pytest.raises(CheckpointError, match=r"teacher\.pt: trained for classes"):
+    with pytest.raises(CheckpointError, match=r"student\.pt: trained for classes"):
         evaluate_model(path, test, ["a", "b", "c", "d"], small_cfg())

@@ -7,33 +7,31 @@ import pytest
 import torch
 
 from rcskd.cli import main
-from rcskd.config import AugmentConfig, TrainConfig
-from rcskd.data.transforms import fit_preprocess
 from rcskd.export.bundle import export_bundle
-from rcskd.export.onnx import ExportError, check_onnx, onnx_metadata, onnx_session, run_onnx
-from rcskd.models import ModelSpec, build_model, save_checkpoint
-from rcskd.train import CrossEntropy, fit
-from tests.fixtures import quadrant_data, write_dicom, write_image
+from rcskd.export.onnx import (
+    ExportError,
+    check_onnx,
+    onnx_input_spec,
+    onnx_session,
+    run_onnx,
+)
+from rcskd.models import ModelSpec, build_model
+from rcskd.predict import Predictor, read_input
+from tests.fixtures import QUADRANT_CLASSES as CLASSES
+from tests.fixtures import write_dicom, write_image
 
-CLASSES = ["top_left", "top_right", "bottom_left", "bottom_right"]
+# The shared quadrant model was trained on grey noise 0-60 with a square at 220; its input spec
+# says DICOMs are windowed `fixed` at centre 1686, width 3624, which maps a raw 300 to 30 and a
+# raw 3000 to 220, i.e. onto the training intensities.
+DICOM_BACKGROUND, DICOM_SQUARE = 300, 3000
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny quadrant classifier, its prepared test split, and its export bundle."""
+def exported(quadrant_checkpoint, tmp_path_factory):
+    """The shared quadrant classifier, its prepared test split, and its export bundle."""
+    ckpt, model, inputs, test = quadrant_checkpoint
+    pre = inputs.preprocess
     root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    train, test = quadrant_data(128, 0, size=32), quadrant_data(40, 1, size=32)
-    pre = fit_preprocess(train.images)
-    spec = ModelSpec("resnet20", 4, 1, 0.25)
-    model = build_model(spec)
-    cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, warmup_epochs=0.5,
-                      augment=AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0))  # fmt: skip
-    fit(model, CrossEntropy(), train, test, cfg, pre, show_progress=False)
-    extra = {"classes": CLASSES, "preprocess": pre.as_dict(), "image_size": 32, "channels": 1,
-             "crop_border": False, "role": "student"}  # fmt: skip
-    ckpt = root / "student.pt"
-    save_checkpoint(ckpt, model, spec, extra)
     prepared = root / "prepared"
     prepared.mkdir()
     torch.save({"images": test.images, "labels": test.labels}, prepared / "test.pt")
@@ -51,7 +49,7 @@ def exported(tmp_path_factory):
     }))  # fmt: skip
     out = root / "export"
     summary = export_bundle(ckpt, out, prepared, opset=18, samples=16, evaluation=evaluation)
-    return ckpt, model.eval(), pre, test, out, summary
+    return ckpt, model, pre, test, out, summary
 
 
 def test_onnx_matches_pytorch_for_any_batch_size(exported):
@@ -71,11 +69,12 @@ def test_onnx_matches_pytorch_for_any_batch_size(exported):
     assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {18}
 
 
-def test_onnx_carries_what_inference_needs(exported):
+def test_onnx_carries_the_checkpoints_input_spec(exported, quadrant_checkpoint):
     *_, out, _ = exported
-    meta = onnx_metadata(out / "student.onnx")
-    assert meta["classes"] == CLASSES and meta["image_size"] == 32 and meta["channels"] == 1
-    assert meta["crop_border"] is False and set(meta["preprocess"]) >= {"mean", "std"}
+    inputs = onnx_input_spec(out / "student.onnx")
+    assert inputs == quadrant_checkpoint[2]
+    assert inputs.classes == CLASSES and inputs.image_size == 32 and inputs.channels == 1
+    assert inputs.crop_border is False and inputs.dicom_window == "fixed"
 
 
 def test_a_model_that_no_longer_matches_its_export_fails_loudly(exported):
@@ -122,14 +121,21 @@ def quadrant_png(folder, k, name):
     return write_image(folder / name, img)
 
 
+def quadrant_dicom_pixels(k: int) -> np.ndarray:
+    """Raw 16-bit pixels: noisy background, a bright square in quadrant k (as in training)."""
+    rng = np.random.default_rng(k)
+    pixels = rng.uniform(DICOM_BACKGROUND - 250, DICOM_BACKGROUND + 250, (32, 32))
+    r, c = (k // 2) * 16, (k % 2) * 16
+    pixels[r + 2 : r + 14, c + 2 : c + 14] = DICOM_SQUARE
+    return pixels.astype(np.uint16)
+
+
 @pytest.fixture
 def inputs(tmp_path):
     folder = tmp_path / "in"
     for k in range(4):
         quadrant_png(folder, k, f"q{k}.png")
-    dcm = np.full((32, 32), 300, np.uint16)
-    dcm[2:14, 18:30] = 3000  # top right
-    write_dicom(folder / "scan.dcm", dcm, "p1")
+    write_dicom(folder / "scan.dcm", quadrant_dicom_pixels(k=1), "p1")  # top right
     bad = folder / "broken.png"
     bad.write_bytes(b"not an image at all")
     return folder, bad
@@ -152,6 +158,7 @@ def test_predict_classifies_good_inputs_and_names_bad_ones(
         assert row["label"] == CLASSES[k]
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert rows["scan.dcm"]["label"] == "top_right"
+    assert rows["scan.dcm"]["probabilities"]["top_right"] > 0.9  # not a borderline call
     assert "broken.png: cannot read it as an image" in rows["broken.png"]["error"]
     assert "missing.png: no such file" in rows["missing.png"]["error"]
     assert "Traceback" not in captured.err and "broken.png" in captured.err
@@ -183,3 +190,24 @@ def test_predict_table_and_gradcam_overlay(exported, inputs, tmp_path, capsys):
                  "--gradcam", str(cams)])  # fmt: skip
     assert code == 2
     assert "Grad-CAM needs the PyTorch checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k", range(4))
+def test_a_model_trained_with_a_fixed_window_predicts_dicoms_with_that_window(
+    exported, tmp_path, k
+):
+    """The window comes from the model's input spec, for the .pt and the .onnx alike."""
+    import pydicom
+
+    from rcskd.data.sources.dicom import dicom_frames
+
+    ckpt, *_, out, _ = exported
+    path = write_dicom(tmp_path / f"q{k}.dcm", quadrant_dicom_pixels(k), "p1")
+    for model in (ckpt, out / "student.onnx"):
+        predictor = Predictor(model)
+        ((_, image),) = read_input(path, predictor.inputs)
+        expected = dicom_frames(pydicom.dcmread(path), "fixed", 1686.0, 3624.0)[0]
+        np.testing.assert_array_equal(image, expected)
+        assert 20 <= image[:2].mean() <= 40 and image.max() >= 215  # training intensities
+        probs = predictor.probabilities(predictor.prepare(image)[None])[0]
+        assert CLASSES[int(probs.argmax())] == CLASSES[k] and probs.max() > 0.6  # clear margin

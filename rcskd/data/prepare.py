@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rcskd.config import Params
+from rcskd.config import Params, as_dict
 from rcskd.data import sources  # noqa: F401  (registers the sources)
 from rcskd.data.dedup import (
     content_hash,
@@ -196,6 +196,9 @@ def _report(params, classes, source, labels, splits, keep, dd, manifest_text) ->
         "classes": classes,
         "image_size": params.prepare.image_size,
         "channels": params.prepare.channels,
+        # how raw pixels became these images: what a model trained on them must be fed
+        "crop_border": params.prepare.crop_border,
+        "dicom": as_dict(params.data.dicom),
         "images_read": int(len(labels)),
         "images_kept": int(keep.sum()),
         "skipped_bad_files": len(source.skipped),

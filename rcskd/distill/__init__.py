@@ -1,25 +1,20 @@
-"""Distillation: losses (registered by method name) and the objective the training loop runs."""
+"""Distillation: losses (registered by name), methods as data, and the objective the loop runs."""
 
-from rcskd.distill.losses import DistillLoss, Shapes
+from rcskd.distill.losses import DistillLoss, Shapes, TermConfig
+from rcskd.distill.methods import Term, check_methods, method_terms
+from rcskd.distill.objective import DistillObjective, build_objective, probe_shapes
 from rcskd.distill.outputs import FeatureTaps, Outputs
-from rcskd.distill.trainer import (
-    BASELINES,
-    METHODS,
-    DistillObjective,
-    build_objective,
-    method_terms,
-    probe_shapes,
-)
 
 __all__ = [
-    "BASELINES",
-    "METHODS",
     "DistillLoss",
     "DistillObjective",
     "FeatureTaps",
     "Outputs",
     "Shapes",
+    "Term",
+    "TermConfig",
     "build_objective",
+    "check_methods",
     "method_terms",
     "probe_shapes",
 ]

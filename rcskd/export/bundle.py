@@ -7,25 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from rcskd.data.dataset import load_meta, load_split
-from rcskd.data.transforms import Preprocess
 from rcskd.errors import DataError
 from rcskd.export.onnx import check_onnx, export_onnx, export_torchscript
 from rcskd.io import write_json_atomic, write_text_atomic
 from rcskd.metrics.complexity import count_flops, count_params
-from rcskd.models import load_checkpoint, require_classes
+from rcskd.models import Checkpoint, load_checkpoint
 from rcskd.report.model_card import model_card
 
 
-def inference_metadata(spec: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """What inference needs besides the weights (stored in the ONNX file)."""
+def inference_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What inference needs besides the weights (stored in the ONNX file): the input spec."""
     return {
-        "arch": spec.arch,
-        "classes": extra["classes"],
-        "image_size": extra["image_size"],
-        "channels": extra["channels"],
-        "preprocess": extra["preprocess"],
-        "crop_border": extra.get("crop_border", True),
-        "role": extra.get("role"),
+        "arch": checkpoint.spec.arch,
+        "role": checkpoint.provenance.get("role"),
+        "inputs": checkpoint.require_inputs().as_dict(),
     }
 
 
@@ -48,25 +43,26 @@ def export_bundle(
             f"{prepared}: no prepared data to check the export on; run `dvc repro` first "
             "or pass --prepared"
         )
-    model, spec, extra = load_checkpoint(checkpoint)
-    model.eval()
+    loaded = load_checkpoint(checkpoint)
+    model, spec = loaded.model, loaded.spec
     meta = load_meta(prepared)
-    require_classes(checkpoint, extra, meta["classes"])
-    preprocess = Preprocess.from_dict(extra["preprocess"])
+    loaded.require_classes(meta["classes"])
+    inputs = loaded.require_inputs()
     images = load_split(prepared, "test")[0][:samples]
-    batch = preprocess(images)
+    batch = inputs.preprocess(images)
     name = checkpoint.stem
-    metadata = inference_metadata(spec, extra)
+    metadata = inference_metadata(loaded)
     onnx_path = export_onnx(model, out_dir / f"{name}.onnx", batch[:2], opset, metadata)
     onnx_diff = check_onnx(model, onnx_path, batch, tol)
     ts_diff = export_torchscript(model, out_dir / f"{name}.ts", batch, tol)
-    shape = (extra["channels"], extra["image_size"], extra["image_size"])
     facts = {
-        **metadata,
+        "arch": spec.arch,
+        "role": metadata["role"],
+        **inputs.as_dict(),
         "width": spec.width,
         "params": count_params(model),
-        "flops": count_flops(model, shape),
-        **{k: extra.get(k) for k in ("ratios", "budget", "resource")},
+        "flops": count_flops(model, inputs.shape),
+        **{k: loaded.provenance.get(k) for k in ("ratios", "budget", "resource")},
     }
     exports = {
         "onnx": {"file": onnx_path.name, "opset": opset, "max_abs_diff": onnx_diff,

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rcskd.errors import RcskdError
 from rcskd.io import temp_dir_beside
+from rcskd.models.checkpoint import InputSpec
 
 METADATA_KEY = "rcskd"
 
@@ -90,6 +91,21 @@ def onnx_metadata(path: str | Path) -> dict[str, Any]:
     if METADATA_KEY not in meta:
         raise ExportError(f"{path}: not exported by rcskd (no '{METADATA_KEY}' metadata)")
     return json.loads(meta[METADATA_KEY])
+
+
+def onnx_input_spec(path: str | Path) -> InputSpec:
+    """The input spec an exported model was trained with (from its rcskd metadata)."""
+    meta = onnx_metadata(path)
+    if "inputs" in meta:
+        return InputSpec.from_dict(meta["inputs"])
+    old = {k: meta.get(k) for k in ("classes", "image_size", "channels", "preprocess")}
+    if None in old.values():  # exported before input specs: the same facts as loose keys
+        raise ExportError(f"{path}: its rcskd metadata has no input spec")
+    return InputSpec(
+        classes=old["classes"], image_size=int(old["image_size"]), channels=int(old["channels"]),
+        crop_border=bool(meta.get("crop_border", True)), mean=old["preprocess"]["mean"],
+        std=old["preprocess"]["std"],
+    )  # fmt: skip
 
 
 def run_onnx(session, images: Tensor) -> np.ndarray:

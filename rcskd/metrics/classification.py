@@ -1,4 +1,8 @@
-"""Classification metrics on plain arrays: the clinical view of a classifier.
+"""Counting metrics on plain arrays: confusion matrix, accuracy, sensitivity, F1.
+
+What training needs to pick its best epoch; the evaluate stage's clinical metrics (AUC,
+calibration, bootstrap intervals) live in `rcskd.metrics.clinical`, so editing those never
+retrains a model.
 
 Conventions: `y_true` int labels (N,), `y_pred` int labels (N,), `probs` class probabilities
 (N, K). A per-class value that is undefined (a class absent from the data) is NaN and is left out
@@ -8,10 +12,8 @@ of macro means; JSON writers turn NaN into null.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -28,7 +30,8 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred)) if y_true.size else math.nan
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den element-wise, NaN where den is 0."""
     num, den = num.astype(float), den.astype(float)
     out = np.full(num.shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
@@ -41,7 +44,7 @@ def sensitivity_specificity(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fn = cm.sum(axis=1) - tp
     fp = cm.sum(axis=0) - tp
     tn = cm.sum() - tp - fn - fp
-    return _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return safe_ratio(tp, tp + fn), safe_ratio(tn, tn + fp)
 
 
 def balanced_accuracy(cm: np.ndarray) -> float:
@@ -55,7 +58,7 @@ def f1_per_class(cm: np.ndarray) -> np.ndarray:
     tp = np.diag(cm)
     fn = cm.sum(axis=1) - tp
     fp = cm.sum(axis=0) - tp
-    return _ratio(2 * tp, 2 * tp + fp + fn)
+    return safe_ratio(2 * tp, 2 * tp + fp + fn)
 
 
 def macro_f1(cm: np.ndarray) -> float:
@@ -64,109 +67,11 @@ def macro_f1(cm: np.ndarray) -> float:
     return float(np.nanmean(f1)) if np.any(~np.isnan(f1)) else math.nan
 
 
-def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC as the Mann-Whitney statistic: P(score of a positive > a negative), ties 1/2."""
-    positive = np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(scores)  # 1-based, ties get their average rank
-    rank_sum = ranks[positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def roc_auc_ovr(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """One-vs-rest ROC-AUC per class."""
-    y_true = np.asarray(y_true, int)
-    return np.array([binary_auc(y_true == k, probs[:, k]) for k in range(probs.shape[1])])
-
-
-def calibration_bins(
-    y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15
-) -> dict[str, np.ndarray]:
-    """Confidence histogram for ECE and reliability diagrams: equal-width bins over (0, 1].
-
-    Returns per bin: count, mean confidence, accuracy (NaN for an empty bin).
-    """
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(float)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 cannot occur with softmax
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(index, minlength=n_bins)
-    conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
-    acc_sum = np.bincount(index, weights=correct, minlength=n_bins)
+def summary_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro-F1: what training reports on validation."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
     return {
-        "edges": edges,
-        "count": count,
-        "confidence": _ratio(conf_sum, count),
-        "accuracy": _ratio(acc_sum, count),
-    }
-
-
-def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
-    """ECE = sum over bins of (bin share) * |accuracy - mean confidence|."""
-    bins = calibration_bins(y_true, probs, n_bins)
-    filled = bins["count"] > 0
-    gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
-    return float(np.sum(bins["count"][filled] / len(probs) * gaps))
-
-
-def bootstrap_interval(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    n_resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the accuracy (resampling test images with replacement)."""
-    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
-    if n_resamples == 0 or correct.size == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, correct.size, size=(n_resamples, correct.size))
-    means = correct[draws].mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def _clean(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 6)
-
-
-def classification_report(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    classes: list[str],
-    n_bins: int = 15,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Every metric of the evaluate stage, as plain JSON-ready data (NaN -> None)."""
-    y_true = np.asarray(y_true, int)
-    y_pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred, len(classes))
-    sens, spec = sensitivity_specificity(cm)
-    auc = roc_auc_ovr(y_true, probs)
-    lo, hi = bootstrap_interval(y_true, y_pred, n_resamples, seed=seed)
-    defined_auc = auc[~np.isnan(auc)]
-    return {
-        "n": int(len(y_true)),
-        "acc": _clean(accuracy(y_true, y_pred)),
-        "acc_ci95": [_clean(lo), _clean(hi)],
-        "balanced_acc": _clean(balanced_accuracy(cm)),
-        "macro_f1": _clean(macro_f1(cm)),
-        "macro_auc": _clean(float(defined_auc.mean())) if defined_auc.size else None,
-        "ece": _clean(expected_calibration_error(y_true, probs, n_bins)),
-        "per_class": {
-            name: {
-                "sensitivity": _clean(sens[k]),
-                "specificity": _clean(spec[k]),
-                "f1": _clean(f1_per_class(cm)[k]),
-                "auc": _clean(auc[k]),
-                "support": int(cm[k].sum()),
-            }
-            for k, name in enumerate(classes)
-        },
-        "confusion_matrix": cm.tolist(),
+        "acc": accuracy(y_true, y_pred),
+        "balanced_acc": balanced_accuracy(cm),
+        "macro_f1": macro_f1(cm),
     }

@@ -7,27 +7,22 @@ from rcskd.models import (  # noqa: F401  (each registers its architectures)
     shufflenet,
     torchvision_zoo,
 )
+from rcskd.models.checkpoint import Checkpoint, InputSpec, load_checkpoint, save_checkpoint
 from rcskd.models.pretrained import load_pretrained
-from rcskd.models.spec import (
-    CheckpointError,
-    ModelSpec,
-    build_model,
-    load_checkpoint,
-    require_classes,
-    save_checkpoint,
-    spec_of,
-)
-from rcskd.models.taps import default_feature_tap, taps
+from rcskd.models.spec import CheckpointError, ModelSpec, build_model, spec_of
+from rcskd.models.taps import default_feature_tap, tap, taps
 
 __all__ = [
+    "Checkpoint",
     "CheckpointError",
+    "InputSpec",
     "ModelSpec",
     "build_model",
     "default_feature_tap",
     "load_checkpoint",
     "load_pretrained",
-    "require_classes",
     "save_checkpoint",
     "spec_of",
+    "tap",
     "taps",
 ]

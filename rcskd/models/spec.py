@@ -1,27 +1,20 @@
-"""Architecture specs and checkpoints: a state_dict plus a plain spec, never a pickled module.
+"""Architecture specs: what it takes to rebuild a model, as plain data.
 
 A `ModelSpec` names a registered architecture and its build arguments, plus the channel counts
 of every conv / batch-norm / linear layer whose size differs from the architecture's default (a
-pruned model). `build_model(spec)` rebuilds the model with those sizes, so a checkpoint loads
-with `torch.load(..., weights_only=True)`, which cannot run code.
+pruned model). `build_model(spec)` rebuilds the model with those sizes, so a checkpoint (see
+`rcskd.models.checkpoint`) holds plain data and loads with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import torch
 from torch import nn
 
 from rcskd.errors import RcskdError
-from rcskd.io import save_torch_atomic
 from rcskd.registry import MODELS
-
-FORMAT = "rcskd-checkpoint/1"
 
 
 class CheckpointError(RcskdError):
@@ -101,51 +94,3 @@ def build_model(spec: ModelSpec) -> nn.Module:
             raise CheckpointError(f"spec names layer {name!r}, which {spec.arch} has not") from None
         setattr(parent, child, _resized(old, shape))
     return model
-
-
-def save_checkpoint(
-    path: str | Path, model: nn.Module, spec: ModelSpec, extra: dict[str, Any] | None = None
-) -> None:
-    """Write {format, spec, state_dict, extra} atomically; `extra` must be plain data."""
-    payload = {
-        "format": FORMAT,
-        "spec": dataclasses.asdict(spec_of(model, spec)),
-        "state_dict": model.state_dict(),
-        "extra": extra or {},
-    }
-    save_torch_atomic(path, payload)
-
-
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """(model, spec, extra) from a checkpoint written by `save_checkpoint`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path}: refused: the file holds pickled Python objects (e.g. a whole nn.Module), "
-            "and loading those can run code. rcskd checkpoints hold a state_dict and a plain "
-            "spec: re-save the model with rcskd.models.save_checkpoint"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an rcskd checkpoint (expected format {FORMAT})")
-    spec = ModelSpec(**payload["spec"])
-    model = build_model(spec)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the spec ({exc})") from None
-    return model, spec, payload["extra"]
-
-
-def require_classes(path: str | Path, extra: dict[str, Any], classes: list[str]) -> None:
-    """Stop with a clear error when the checkpoint at `path` was trained for other classes."""
-    if extra.get("classes") != classes:
-        raise CheckpointError(
-            f"{path}: trained for classes {extra.get('classes')}, but the prepared data has "
-            f"{classes}; rerun the pipeline (dvc repro)"
-        )

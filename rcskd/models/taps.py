@@ -28,6 +28,17 @@ def taps(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
+def tap(model: nn.Module, name: str, purpose: str = "tap") -> nn.Module:
+    """The module at tap `name`; an unknown name is a ConfigError listing the model's taps."""
+    named = taps(model)
+    if name not in named:
+        raise ConfigError(
+            f"{purpose} {name!r}: {type(model).__name__} has no such tap; its taps are "
+            f"{', '.join(named)}"
+        )
+    return named[name]
+
+
 def default_feature_tap(model: nn.Module) -> str:
     """The last spatial tap (the one just before "pool"): the default distillation layer."""
     names = [n for n in taps(model) if n != "pool"]

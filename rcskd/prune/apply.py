@@ -12,6 +12,7 @@ from torch import nn
 
 from rcskd.errors import ConfigError
 from rcskd.prune.blocks import Block, scope_inputs
+from rcskd.prune.surgery import dependency_graph, remove_channels
 
 IMPORTANCE: dict[str, Callable[[], tp.importance.Importance]] = {
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),  # group L2 magnitude
@@ -31,35 +32,13 @@ def kept_channels(channels: int, ratio: float, round_to: int = 1) -> int:
     return int(min(channels, max(round_to, 1, math.floor(kept + 0.5))))
 
 
-def _graph(model: nn.Module, scope: str, args: tuple) -> tp.DependencyGraph:
-    module = model.get_submodule(scope)
-    return tp.DependencyGraph().build_dependency(
-        module, example_inputs=args, forward_fn=lambda m, a: m(*a), verbose=False
-    )
-
-
-def remove_channels(
-    model: nn.Module, scope: str, args: tuple, roots: tuple[str, ...], idxs: list[list[int]]
-) -> None:
-    """Remove output channels `idxs[i]` of conv `roots[i]` and everything coupled to them."""
-    graph = _graph(model, scope, args)
-    for root, channels in zip(roots, idxs, strict=True):
-        if not channels:
-            continue
-        conv = model.get_submodule(root)
-        group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(channels))
-        if not graph.check_pruning_group(group):
-            raise ConfigError(f"{root}: cannot remove {len(channels)} channels consistently")
-        group.prune()
-
-
 def channel_scores(
     model: nn.Module, block: Block, args: tuple, importance: str
 ) -> list[torch.Tensor]:
     """Importance of every internal channel of `block`, one tensor per root (higher = keep)."""
     if importance not in IMPORTANCE:
         raise ConfigError(f"prune.importance {importance!r}; allowed: {', '.join(IMPORTANCE)}")
-    graph = _graph(model, block.scope, args)
+    graph = dependency_graph(model, block.scope, args)
     scorer = IMPORTANCE[importance]()
     scores = []
     for root in block.roots:

@@ -23,6 +23,7 @@ from rcskd.models.densenet import DenseLayer
 from rcskd.models.mobilenet import InvertedResidualV2, InvertedResidualV3
 from rcskd.models.resnet import BasicBlock, Bottleneck
 from rcskd.models.shufflenet import ShuffleUnit
+from rcskd.prune.surgery import remove_channels
 
 KINDS = ("basic", "bottleneck", "dense", "inverted_residual", "shuffle")
 
@@ -110,8 +111,6 @@ def _detach(value):
 
 def find_blocks(model: nn.Module, input_shape: tuple[int, ...]) -> list[Block]:
     """Every prunable block of `model` in forward order, with its exact per-channel costs."""
-    from rcskd.prune.apply import remove_channels  # apply imports this module
-
     found = [(name, d) for name, m in model.named_modules() if (d := _describe(name, m))]
     if not found:
         raise ConfigError(

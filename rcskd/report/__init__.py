@@ -1,1 +1,1 @@
-"""Figures (no I/O), Grad-CAM maps, and the report page."""
+"""Figures (no I/O), the comparison table, the report page and the model card."""

@@ -4,40 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-# Checkpoint stem -> what the table calls it; anything else (a baseline) keeps its method name.
-LABELS = {
-    "teacher": "teacher",
-    "pruned": "pruned (LPB-RL + CE fine-tune)",
-    "ce_only": "ce_only (no teacher)",
-    "student_tkd": "TKD-CA",
-    "student": "RC-SKD (TKD-CA -> DKD-SG)",
-}
-# Table order: reference models first, RC-SKD's own students last.
-_FIRST = ("teacher", "pruned", "ce_only")
-_LAST = ("student_tkd", "student")
+from rcskd.roles import FIRST, LAST, TEACHER, label
 
 
-def comparison_rows(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model with accuracy (95% CI), macro-F1, size, FLOPs and latency."""
-    names = [n for n in _FIRST if n in metrics]
-    names += [n for n in metrics if n not in _FIRST and n not in _LAST]
-    names += [n for n in _LAST if n in metrics]
-    teacher = metrics.get("teacher")
+def comparison_rows(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model (evaluate reports by name): accuracy (95% CI), F1, size, latency.
+
+    Order: teacher and pruned model first, the baselines in the given order, RC-SKD last.
+    """
+    first, last = [r.name for r in FIRST], [r.name for r in LAST]
+    names = [n for n in first if n in reports]
+    names += [n for n in reports if n not in first and n not in last]
+    names += [n for n in last if n in reports]
+    teacher = reports.get(TEACHER.name)
     rows = []
     for name in names:
-        m = metrics[name]
+        m = reports[name]
         row = {
             "model": name,
-            "label": LABELS.get(name, name),
+            "label": label(name),
             "acc": m["acc"],
-            "acc_ci95": [m["acc_ci95_low"], m["acc_ci95_high"]],
+            "acc_ci95": list(m["acc_ci95"]),
             "balanced_acc": m["balanced_acc"],
             "macro_f1": m["macro_f1"],
             "params": m["params"],
             "flops": m["flops"],
-            "latency_ms": {
-                k[len("latency_") : -3]: v for k, v in m.items() if k.startswith("latency_")
-            },
+            "latency_ms": dict(m["latency_ms"]),
         }
         if teacher:
             row["params_ratio"] = m["params"] / teacher["params"]

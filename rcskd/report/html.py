@@ -7,16 +7,12 @@ data, curves, search, comparison, confusion, calibration, gradcam, pareto.
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rcskd.report.comparison import LABELS
 from rcskd.report.plots import (
     curves_figure,
     pareto_figure,
@@ -25,6 +21,7 @@ from rcskd.report.plots import (
     samples_figure,
     search_figure,
 )
+from rcskd.roles import LAST, PRUNED, ROLES, STUDENT, label
 
 SECTIONS = (
     "data",
@@ -37,7 +34,7 @@ SECTIONS = (
     "pareto",
 )
 # models whose per-model figures the report shows, in this order (those that exist)
-SHOWN = ("teacher", "pruned", "student_tkd", "student")
+SHOWN = tuple(role.name for role in ROLES)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -74,66 +71,6 @@ def _figure(data: bytes, caption: str) -> str:
     return f"<figure>{_img(data, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _number(value: str) -> Any:
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def load_inputs(
-    reports: str | Path, prepared: str | Path, past_runs: list[dict[str, Any]], per_class: int = 4
-) -> ReportInputs:
-    """Read the pipeline's outputs under `reports` and `prepared` (what exists of them)."""
-    from rcskd.data.dataset import load_meta, load_split
-
-    reports = Path(reports)
-    meta = load_meta(prepared)
-    images, labels = load_split(prepared, "train")
-    picked = [i for k in range(len(meta["classes"])) for i in
-              (labels == k).nonzero().flatten()[:per_class].tolist()]  # fmt: skip
-    samples = images[picked].float().mean(1).div(255.0).numpy()
-    curves = {}
-    for name, path in [("teacher", reports / "teacher_curve.csv"),
-                       ("pruned (fine-tune)", reports / "prune_curve.csv")] + sorted(
-        (p.stem.removeprefix("distill_"), p) for p in (reports / "curves").glob("distill_*.csv")
-    ):  # fmt: skip
-        if path.is_file():
-            curves[name] = _read_csv(path)
-    comparison = []
-    if (reports / "comparison.json").is_file():
-        comparison = json.loads((reports / "comparison.json").read_text())["models"]
-    plots = reports / "plots"
-    figures = (
-        {p.name: p.read_bytes() for p in sorted(plots.glob("*.png"))} if plots.is_dir() else {}
-    )
-    search = (
-        _read_csv(reports / "prune_search.csv") if (reports / "prune_search.csv").is_file() else []
-    )
-    ratios = (
-        json.loads((reports / "ratios.json").read_text())
-        if (reports / "ratios.json").is_file()
-        else {}
-    )
-    return ReportInputs(
-        title=f"rcskd run on {meta['source']}",
-        prepare=json.loads((reports / "prepare.json").read_text()),
-        sample_images=samples,
-        sample_labels=labels[picked].tolist(),
-        curves=curves,
-        comparison=comparison,
-        figures=figures,
-        search=search,
-        ratios=ratios,
-        pareto=pareto_points(comparison, past_runs),
-    )
-
-
 def pareto_points(comparison: list[dict[str, Any]], past_runs: list[dict[str, Any]]) -> list[dict]:
     """This run's models plus the students of earlier runs / DVC experiments (from MLflow)."""
     points = [
@@ -143,7 +80,7 @@ def pareto_points(comparison: list[dict[str, Any]], past_runs: list[dict[str, An
     seen = {(p["params"], round(p["acc"], 6)) for p in points}
     for run in past_runs:
         m = run["metrics"]
-        for model in ("student", "pruned"):
+        for model in (STUDENT.name, PRUNED.name):
             if f"{model}.acc" not in m or f"{model}.params" not in m:
                 continue
             key = (int(m[f"{model}.params"]), round(m[f"{model}.acc"], 6))
@@ -187,7 +124,7 @@ def _comparison_table(rows: list[dict[str, Any]]) -> str:
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
         low, high = r["acc_ci95"]
-        klass = ' class="rcskd"' if r["model"] in ("student_tkd", "student") else ""
+        klass = ' class="rcskd"' if r["model"] in {role.name for role in LAST} else ""
         cells = [html.escape(r["label"]), f"{r['acc']:.3f} ({low:.3f}-{high:.3f})",
                  f"{r['balanced_acc']:.3f}", f"{r['macro_f1']:.3f}",
                  f"{r['params'] / 1e6:.3f} M ({r.get('params_ratio', 1):.2f}x)",
@@ -199,7 +136,7 @@ def _comparison_table(rows: list[dict[str, Any]]) -> str:
 
 def _per_model(inp: ReportInputs, kind: str) -> str:
     parts = [
-        _figure(inp.figures[f"{m}_{kind}.png"], LABELS.get(m, m))
+        _figure(inp.figures[f"{m}_{kind}.png"], label(m))
         for m in SHOWN
         if f"{m}_{kind}.png" in inp.figures
     ]

@@ -43,6 +43,13 @@ def model_card(
         f"- Input: {facts['channels']} x {facts['image_size']} x {facts['image_size']} "
         f"(grey = 1 channel), border-cropped: {facts.get('crop_border', True)}, padded to square, "
         "resized; normalised with the training mean/std stored in the files",
+        f"- DICOM input: window {facts.get('dicom_window', 'auto')}"
+        + (
+            f" (centre {facts.get('dicom_center')}, width {facts.get('dicom_width')})"
+            if facts.get("dicom_window") == "fixed"
+            else ""
+        )
+        + ", as the training data was windowed",
         f"- Parameters: {facts['params']:,}; FLOPs per image: {facts['flops']:,}",
     ]
     if facts.get("ratios"):

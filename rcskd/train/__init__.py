@@ -5,6 +5,7 @@ from rcskd.train.batches import Batches
 from rcskd.train.loop import FitResult, TrainingError, evaluate, fit, predict_logits
 from rcskd.train.objective import CrossEntropy, Objective
 from rcskd.train.optim import build_optimizer, lr_factor, resolve_device
+from rcskd.train.run import TrainJob, TrainResult, train_and_save
 
 __all__ = [
     "Batches",
@@ -12,6 +13,8 @@ __all__ = [
     "FitResult",
     "Objective",
     "TensorSplit",
+    "TrainJob",
+    "TrainResult",
     "TrainingError",
     "build_optimizer",
     "evaluate",
@@ -19,4 +22,5 @@ __all__ = [
     "lr_factor",
     "predict_logits",
     "resolve_device",
+    "train_and_save",
 ]

@@ -26,7 +26,7 @@ from rcskd.data.dataset import TensorSplit
 from rcskd.data.transforms import Preprocess, augment
 from rcskd.errors import RcskdError
 from rcskd.io import save_torch_atomic
-from rcskd.metrics.classification import balanced_accuracy, confusion_matrix
+from rcskd.metrics.classification import summary_scores
 from rcskd.progress import progress
 from rcskd.train.batches import Batches
 from rcskd.train.objective import Objective
@@ -80,16 +80,11 @@ def evaluate(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Cross-entropy, accuracy and balanced accuracy on a split."""
+    """Cross-entropy, accuracy, balanced accuracy and macro-F1 on a split."""
     logits = predict_logits(model, split.images, preprocess, batch_size, device)
     labels = split.labels
-    pred = logits.argmax(1).numpy()
-    cm = confusion_matrix(labels.numpy(), pred, logits.shape[1])
-    return {
-        "loss": float(F.cross_entropy(logits, labels)),
-        "acc": float((pred == labels.numpy()).mean()),
-        "balanced_acc": balanced_accuracy(cm),
-    }
+    scores = summary_scores(labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
+    return {"loss": float(F.cross_entropy(logits, labels)), **scores}
 
 
 def train_one_epoch(
@@ -101,7 +96,6 @@ def train_one_epoch(
     preprocess: Preprocess,
     epoch: int,
     seed: int,
-    weights: dict[str, float],
     device: torch.device,
     show_progress: bool = True,
     desc: str = "train",
@@ -124,7 +118,7 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         logits, terms = objective(model, x, labels)
-        loss = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        loss = sum(terms.values())  # the objective weighted its terms
         if not torch.isfinite(loss):
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
             raise TrainingError(
@@ -180,7 +174,6 @@ def fit(
     device: torch.device | str = "cpu",
     resume_path: str | Path | None = None,
     fingerprint: str = "",
-    weights: dict[str, float] | None = None,
     desc: str = "train",
     show_progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -195,7 +188,6 @@ def fit(
     device = torch.device(device)
     model.to(device)
     objective.to(device)
-    weights = dict(weights or {})
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = build_optimizer(params, cfg)
     history: list[dict[str, float]] = []
@@ -225,7 +217,6 @@ def fit(
                 preprocess,
                 epoch,
                 seed,
-                weights,
                 device,
                 show_progress,
                 desc,

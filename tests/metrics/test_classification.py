@@ -8,16 +8,19 @@ import pytest
 from rcskd.metrics.classification import (
     accuracy,
     balanced_accuracy,
+    confusion_matrix,
+    f1_per_class,
+    macro_f1,
+    sensitivity_specificity,
+    summary_scores,
+)
+from rcskd.metrics.clinical import (
     binary_auc,
     bootstrap_interval,
     calibration_bins,
     classification_report,
-    confusion_matrix,
     expected_calibration_error,
-    f1_per_class,
-    macro_f1,
     roc_auc_ovr,
-    sensitivity_specificity,
 )
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 1])
@@ -115,3 +118,13 @@ def test_report_puts_it_together_and_is_json_ready():
         "support": 4,
     }
     assert 0 <= report["acc_ci95"][0] <= 0.7 <= report["acc_ci95"][1] <= 1
+
+
+def test_summary_scores_are_the_training_view_of_the_same_numbers():
+    scores = summary_scores(Y_TRUE, Y_PRED, 3)
+    cm = confusion_matrix(Y_TRUE, Y_PRED, 3)
+    assert scores == {
+        "acc": pytest.approx(0.7),
+        "balanced_acc": pytest.approx(balanced_accuracy(cm)),
+        "macro_f1": pytest.approx(macro_f1(cm)),
+    }

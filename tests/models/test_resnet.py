@@ -4,6 +4,7 @@ from torch import nn
 
 from rcskd.models import (
     CheckpointError,
+    InputSpec,
     ModelSpec,
     build_model,
     load_checkpoint,
@@ -88,9 +89,12 @@ def test_pruned_model_round_trips_through_spec_and_checkpoint(tmp_path):
         "layer1.0.bn1": [8],
         "layer1.0.conv2": [8, 16],
     }
-    save_checkpoint(tmp_path / "m.pt", model, base, extra={"epoch": 3})
-    loaded, loaded_spec, extra = load_checkpoint(tmp_path / "m.pt")
-    assert loaded_spec == spec and extra == {"epoch": 3}
+    inputs = InputSpec(["a", "b", "c", "d"], 32, 1, dicom_window="fixed", dicom_center=50.0)
+    save_checkpoint(tmp_path / "m.pt", model, base, inputs, {"epoch": 3})
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    loaded, loaded_spec = checkpoint.model, checkpoint.spec
+    assert loaded_spec == spec and checkpoint.provenance == {"epoch": 3}
+    assert checkpoint.inputs == inputs and checkpoint.inputs.dicom_center == 50.0
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), model(x))

@@ -130,7 +130,8 @@ def test_depthwise_model_round_trips_after_a_channel_cut(tmp_path):
     block[0][1], block[1][1] = nn.BatchNorm2d(len(keep)), nn.BatchNorm2d(len(keep))
     model.eval()
     save_checkpoint(tmp_path / "cut.pt", model, base)
-    loaded, spec, _ = load_checkpoint(tmp_path / "cut.pt")
+    checkpoint = load_checkpoint(tmp_path / "cut.pt")
+    loaded, spec = checkpoint.model, checkpoint.spec
     assert spec == spec_of(model, base) and spec.layers["features.2.conv.1.0"] == [24, 24]
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():

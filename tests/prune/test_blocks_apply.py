@@ -59,7 +59,7 @@ def test_every_family_prunes_consistently_with_exact_costs(arch, ratio, tmp_path
     assert out.shape == (2, 3) and torch.isfinite(out).all()
     assert count_params(model) == params  # the original is untouched
     save_checkpoint(tmp_path / "p.pt", pruned, spec)  # rebuilds from the spec, weights_only
-    loaded, _, _ = load_checkpoint(tmp_path / "p.pt")
+    loaded = load_checkpoint(tmp_path / "p.pt").model
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), out)
 
@@ -90,6 +90,30 @@ def test_taylor_and_bn_scale_importance_prune_too():
     nn.functional.cross_entropy(model(torch.rand(4, *SHAPE)), torch.tensor([0, 1, 2, 0])).backward()
     pruned = prune_blocks(model.eval(), blocks, {"layer2.0": 0.5}, SHAPE, importance="taylor")
     assert pruned.layer2[0].conv1.out_channels == 4
+
+
+def test_taylor_and_l2_keep_different_channels_when_magnitude_and_effect_disagree():
+    """Channel 0 of layer2.0 gets the largest weights but no effect on the loss (its BN scale
+    and shift are 0): L2 keeps it, Taylor (|weight x gradient|) drops it."""
+    model, _ = tiny("resnet20")
+    blocks = find_blocks(model, SHAPE)
+    block = model.layer2[0]
+    with torch.no_grad():
+        block.conv1.weight[0].fill_(5.0)
+        block.bn1.weight[0] = 0.0
+        block.bn1.bias[0] = 0.0
+    model.train()
+    images = torch.rand(8, *SHAPE, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    nn.functional.cross_entropy(model(images), labels).backward()
+    model.eval()
+
+    def keeps_the_big_channel(importance: str) -> bool:
+        pruned = prune_blocks(model, blocks, {"layer2.0": 0.5}, SHAPE, importance=importance)
+        return bool((pruned.layer2[0].conv1.weight == 5.0).flatten(1).all(1).any())
+
+    assert keeps_the_big_channel("l2")
+    assert not keeps_the_big_channel("taylor")
 
 
 def test_unknown_block_and_importance_are_named():

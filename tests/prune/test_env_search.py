@@ -133,8 +133,8 @@ def test_exploration_noise_decays_after_warm_up():
 def test_top_k_reranking_considers_only_the_k_best_episodes_and_spares_the_teacher(setting):
     from rcskd.config import params_from_dict
     from rcskd.data.transforms import fit_preprocess
+    from rcskd.prune.lpb_rl import rerank_with_finetune
     from rcskd.prune.search import SearchResult
-    from rcskd.pruning import rerank_with_finetune
     from tests.fixtures import quadrant_data
 
     model, blocks, total = setting

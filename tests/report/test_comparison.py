@@ -4,12 +4,13 @@ from rcskd.report.comparison import comparison_markdown, comparison_rows
 
 
 def metrics(acc, params, flops):
-    return {"acc": acc, "acc_ci95_low": acc - 0.05, "acc_ci95_high": acc + 0.05,
-            "balanced_acc": acc, "macro_f1": acc - 0.01, "params": params, "flops": flops,
-            "latency_b1_ms": 2.0, "latency_b32_ms": 20.0, "size_mb": 1.0}  # fmt: skip
+    """The part of an evaluate report the table reads."""
+    return {"acc": acc, "acc_ci95": [acc - 0.05, acc + 0.05], "balanced_acc": acc,
+            "macro_f1": acc - 0.01, "params": params, "flops": flops,
+            "latency_ms": {"b1": 2.0, "b32": 20.0}, "size_mb": 1.0}  # fmt: skip
 
 
-def test_rows_put_references_first_and_rc_skd_last_with_ratios():
+def test_rows_put_references_first_baselines_as_given_and_rc_skd_last_with_ratios():
     m = {"student": metrics(0.9, 500, 50), "kd": metrics(0.8, 500, 50),
          "teacher": metrics(0.95, 1000, 200), "pruned": metrics(0.85, 500, 50),
          "student_tkd": metrics(0.88, 500, 50), "ce_only": metrics(0.82, 500, 50)}  # fmt: skip
@@ -17,8 +18,8 @@ def test_rows_put_references_first_and_rc_skd_last_with_ratios():
     assert [r["model"] for r in rows] == [
         "teacher",
         "pruned",
-        "ce_only",
         "kd",
+        "ce_only",
         "student_tkd",
         "student",
     ]

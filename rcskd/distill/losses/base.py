@@ -1,14 +1,40 @@
-"""What every distillation loss shares: the base class, tap shapes, adapters, spatial matching."""
+"""What every distillation loss shares: the base class, its settings, tap shapes, adapters.
+
+A loss file declares everything about its method in one place: the loss (registered in
+`rcskd.registry.LOSSES` by name), its settings dataclass (`Config`, a `TermConfig` whose
+`weight` default is the method's usual weight) and nothing else needs editing to use it:
+`params.yaml` `distill.methods` names it as a term, and the objective builds it by name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rcskd.config import bounds
 from rcskd.distill.outputs import Outputs
+from rcskd.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TermConfig:
+    """Settings of one loss term in a method: at least its weight in the objective."""
+
+    weight: float = field(default=1.0, metadata=bounds(0.0))
+
+
+class TapShapes(dict):
+    """Per-sample shapes by tap name; an unknown tap is a ConfigError listing the known ones."""
+
+    def __init__(self, role: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        super().__init__(shapes)
+        self.role = role
+
+    def __missing__(self, name: str) -> tuple[int, ...]:
+        raise ConfigError(f"the {self.role} has no tap {name!r}; its taps are {', '.join(self)}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +54,7 @@ class DistillLoss(nn.Module):
     are trained with the student and never exported.
     """
 
+    Config: type[TermConfig] = TermConfig  # the loss's settings in params.yaml
     taps: tuple[str, ...] = ()
     grad_taps: tuple[str, ...] = ()
     target: str = "label"  # whose class the teacher gradient is taken for (TKD-CA)

@@ -5,20 +5,34 @@ Named `decoupled_kd` so that it is not confused with DKD-SG (the sample-graph lo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
+
+
+@dataclass(frozen=True)
+class DecoupledKdConfig(TermConfig):
+    """Decoupled KD (Zhao et al. 2022)."""
+
+    weight: float = field(default=1.0, metadata=bounds(0.0))
+    alpha: float = field(default=1.0, metadata=bounds(0.0))  # target-class term
+    beta: float = field(default=8.0, metadata=bounds(0.0))  # non-target-class term
+    temperature: float = field(default=4.0, metadata=bounds(0.01))
 
 
 @LOSSES.register("decoupled_kd")
 class DecoupledKDLoss(DistillLoss):
     """alpha * TCKD (binary target / rest) + beta * NCKD (among the non-target classes), x T^2."""
+
+    Config = DecoupledKdConfig
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> None:
         super().__init__()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -19,9 +21,21 @@ def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
 
 
+@dataclass(frozen=True)
+class DistConfig(TermConfig):
+    """DIST: Pearson-correlation relations (Huang et al. 2022)."""
+
+    weight: float = field(default=1.0, metadata=bounds(0.0))
+    beta: float = field(default=2.0, metadata=bounds(0.0))  # inter-class
+    gamma: float = field(default=2.0, metadata=bounds(0.0))  # intra-class
+    temperature: float = field(default=4.0, metadata=bounds(0.01))
+
+
 @LOSSES.register("dist")
 class DISTLoss(DistillLoss):
     """tau^2 * (beta * (1 - mean Pearson over classes) + gamma * (1 - mean Pearson over batch))."""
+
+    Config = DistConfig
 
     def __init__(self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 4.0) -> None:
         super().__init__()

@@ -13,13 +13,15 @@ A linear adapter (part of the loss) maps student embeddings to the teacher's siz
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes, flat_dim, linear_adapter
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig, flat_dim, linear_adapter
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -62,9 +64,22 @@ def propagate(x: Tensor, edge_index: Tensor, edge_weight: Tensor, steps: int) ->
     return x
 
 
+@dataclass(frozen=True)
+class DkdConfig(TermConfig):
+    """DKD-SG: its weight (the paper's gamma) and how the sample graph is built."""
+
+    weight: float = field(default=5.0, metadata=bounds(0.0))
+    node: Literal["logits", "embedding"] = "logits"
+    embed_tap: str = "pool"  # the embedding tap when node = embedding
+    knn: int = field(default=0, metadata=bounds(0))  # edges to the k nearest; 0 = all pairs
+    propagate: int = field(default=0, metadata=bounds(0))  # parameter-free propagation steps
+
+
 @LOSSES.register("dkd_sg")
 class DKDSGLoss(DistillLoss):
     """Edge term + node term between the student's and the teacher's sample graphs."""
+
+    Config = DkdConfig
 
     def __init__(
         self,

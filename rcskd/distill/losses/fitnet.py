@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes, channels, match_spatial
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig, channels, match_spatial
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
+
+
+@dataclass(frozen=True)
+class FitnetConfig(TermConfig):
+    """FitNet: hint tap and the weight of its MSE (Romero et al. 2015)."""
+
+    weight: float = field(default=100.0, metadata=bounds(0.0))
+    tap: str = "stage3"
 
 
 @LOSSES.register("fitnet")
 class FitNetLoss(DistillLoss):
     """MSE between regressor(student hint) and the teacher's feature at the same tap."""
+
+    Config = FitnetConfig
 
     def __init__(self, tap: str, student_channels: int, teacher_channels: int) -> None:
         super().__init__()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -19,9 +21,19 @@ def kd_divergence(student_logits: Tensor, teacher_logits: Tensor, temperature: f
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * temperature**2
 
 
+@dataclass(frozen=True)
+class KdConfig(TermConfig):
+    """Hinton KD: its weight and the softening temperature."""
+
+    weight: float = field(default=1.0, metadata=bounds(0.0))
+    temperature: float = field(default=4.0, metadata=bounds(0.01))
+
+
 @LOSSES.register("kd")
 class KDLoss(DistillLoss):
     """Soft-target KD; T^2 keeps gradient sizes comparable across temperatures."""
+
+    Config = KdConfig
 
     def __init__(self, temperature: float = 4.0) -> None:
         super().__init__()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -31,9 +33,21 @@ def _angles(e: Tensor) -> Tensor:
     return torch.bmm(diff, diff.transpose(1, 2)).flatten()
 
 
+@dataclass(frozen=True)
+class RkdConfig(TermConfig):
+    """Relational KD on an embedding tap (Park et al. 2019)."""
+
+    weight: float = field(default=1.0, metadata=bounds(0.0))
+    distance: float = field(default=25.0, metadata=bounds(0.0))
+    angle: float = field(default=50.0, metadata=bounds(0.0))
+    tap: str = "pool"
+
+
 @LOSSES.register("rkd")
 class RelationalKDLoss(DistillLoss):
     """distance_weight * Huber(distances) + angle_weight * Huber(angles), on one embedding tap."""
+
+    Config = RkdConfig
 
     def __init__(self, tap: str = "pool", distance: float = 25.0, angle: float = 50.0) -> None:
         super().__init__()

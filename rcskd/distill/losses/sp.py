@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes
+from rcskd.config import bounds
+from rcskd.distill.losses.base import DistillLoss, Shapes, TermConfig
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -18,9 +20,19 @@ def similarity_matrix(feature: Tensor) -> Tensor:
     return F.normalize(flat @ flat.t(), dim=1)
 
 
+@dataclass(frozen=True)
+class SpConfig(TermConfig):
+    """Similarity-preserving KD (Tung & Mori 2019)."""
+
+    weight: float = field(default=3000.0, metadata=bounds(0.0))
+    tap: str = "stage4"
+
+
 @LOSSES.register("sp")
 class SimilarityPreservingLoss(DistillLoss):
     """||G_s - G_t||_F^2 / N^2 at one tap (channel counts may differ)."""
+
+    Config = SpConfig
 
     def __init__(self, tap: str) -> None:
         super().__init__()

@@ -16,12 +16,21 @@ may be distilled, each with a weight.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rcskd.distill.losses.base import DistillLoss, Shapes, channels, conv_adapter, match_spatial
+from rcskd.config import bounds
+from rcskd.distill.losses.base import (
+    DistillLoss,
+    Shapes,
+    TermConfig,
+    channels,
+    conv_adapter,
+    match_spatial,
+)
 from rcskd.distill.outputs import Outputs
 from rcskd.registry import LOSSES
 
@@ -50,9 +59,20 @@ def channel_cosine_distance(student: Tensor, target: Tensor) -> Tensor:
     return (1 - F.cosine_similarity(student, target, dim=1, eps=1e-8)).mean()
 
 
+@dataclass(frozen=True)
+class TkdConfig(TermConfig):
+    """TKD-CA: its weight (the paper's beta), taps and the class whose gradient weights channels."""
+
+    weight: float = field(default=3.0, metadata=bounds(0.0))
+    taps: dict[str, float] = field(default_factory=lambda: {"stage4": 1.0})  # tap -> weight
+    target: Literal["label", "teacher_argmax"] = "label"
+
+
 @LOSSES.register("tkd_ca")
 class TKDCALoss(DistillLoss):
     """Weighted sum over taps of the corrective-attention cosine distance."""
+
+    Config = TkdConfig
 
     def __init__(
         self,

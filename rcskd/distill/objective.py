@@ -2,29 +2,25 @@
 
 `DistillObjective` runs the frozen teacher (under no_grad, except for the feature gradient that
 TKD-CA needs), the student, and each named loss; it returns the student's logits and the
-unweighted terms ("ce" and one per loss), which the loop weights, sums and logs.
+weighted terms ("ce" and one per loss), which the loop sums and logs.
 The teacher is held outside the module tree: it is never optimised, never put in train mode and
 never written into resume checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rcskd.config import DistillConfig
-from rcskd.distill.losses import DistillLoss, Shapes
+from rcskd.distill.losses import DistillLoss, Shapes, TapShapes
+from rcskd.distill.methods import method_terms
 from rcskd.distill.outputs import FeatureTaps, Outputs
 from rcskd.errors import ConfigError
 from rcskd.models.taps import taps as model_taps
 from rcskd.registry import LOSSES
 from rcskd.train.objective import Objective
-
-BASELINES = ("ce_only", "kd", "fitnet", "at", "sp", "rkd", "dist", "decoupled_kd")
-METHODS = (*BASELINES, "tkd_ca", "dkd_sg")
 
 
 @torch.no_grad()
@@ -37,43 +33,25 @@ def probe_shapes(student: nn.Module, teacher: nn.Module, input_shape: tuple[int,
         model.eval()
         logits = model(torch.zeros(2, *input_shape))
         model.train(was_training)
-        found[role] = {name: tuple(v.shape[1:]) for name, v in hooks.pop().items()}
+        found[role] = TapShapes(role, {n: tuple(v.shape[1:]) for n, v in hooks.pop().items()})
         hooks.remove()
     return Shapes(found["student"], found["teacher"], int(logits.shape[1]))
 
 
-def method_terms(method: str, cfg: DistillConfig) -> dict[str, tuple[Any, float]]:
-    """The loss terms of a method: name -> (its params section, its weight)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown distillation method {method!r}; known: {', '.join(METHODS)}")
-    if method == "ce_only":
-        return {}
-    if method == "tkd_ca":
-        terms = {"tkd_ca": (cfg.tkd, cfg.tkd.beta)}
-        if cfg.tkd.alpha > 0:
-            terms["kd"] = (cfg.tkd, cfg.tkd.alpha)  # KD at the TKD temperature
-        return terms
-    if method == "dkd_sg":
-        terms = {"dkd_sg": (cfg.dkd, cfg.dkd.gamma)}
-        if cfg.dkd.with_tkd:
-            terms.update(method_terms("tkd_ca", cfg))
-        return terms
-    section = getattr(cfg, method)
-    return {method: (section, section.weight)}
-
-
 class DistillObjective(Objective):
-    """CE on the labels plus the method's distillation terms against a frozen teacher."""
+    """Weighted CE on the labels plus the method's weighted terms against a frozen teacher."""
 
     def __init__(
         self,
         teacher: nn.Module,
         student: nn.Module,
         losses: dict[str, DistillLoss],
+        weights: dict[str, float],
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.losses = nn.ModuleDict(losses)
+        self.weights = dict(weights)  # "ce" and one per loss
         self.label_smoothing = label_smoothing
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -122,9 +100,10 @@ class DistillObjective(Objective):
         t = self.teacher_outputs(inputs, labels)
         logits = model(inputs)
         s = Outputs(logits, self.student_taps.pop())
-        terms = {"ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}
+        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        terms = {"ce": self.weights["ce"] * ce}
         for name, loss in self.losses.items():
-            terms[name] = loss(s, t, labels)
+            terms[name] = self.weights[name] * loss(s, t, labels)
         return logits, terms
 
     def close(self) -> None:
@@ -139,11 +118,12 @@ def build_objective(
     teacher: nn.Module,
     student: nn.Module,
     input_shape: tuple[int, ...],
-) -> tuple[DistillObjective, dict[str, float]]:
-    """The method's objective and the loop's term weights (ce included)."""
+) -> DistillObjective:
+    """The objective of `method` (its terms and weights from `distill.methods`)."""
+    terms = method_terms(method, cfg)  # validated before any forward pass
     shapes = probe_shapes(student, teacher, input_shape)
     losses, weights = {}, {"ce": cfg.ce_weight}
-    for name, (section, weight) in method_terms(method, cfg).items():
-        losses[name] = LOSSES.get(name).from_config(section, shapes)
-        weights[name] = weight
-    return DistillObjective(teacher, student, losses, cfg.train.label_smoothing), weights
+    for term in terms:
+        losses[term.name] = LOSSES.get(term.name).from_config(term.config, shapes)
+        weights[term.name] = term.weight
+    return DistillObjective(teacher, student, losses, weights, cfg.train.label_smoothing)

@@ -6,8 +6,8 @@ from captum.attr import LayerGradCam
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rcskd.errors import ConfigError
-from rcskd.models.taps import default_feature_tap, taps
+from rcskd.models.taps import default_feature_tap
+from rcskd.models.taps import tap as tap_module
 
 
 def gradcam_maps(
@@ -19,11 +19,7 @@ def gradcam_maps(
     as in the paper; an all-zero map stays zero).
     """
     model.eval()
-    named = taps(model)
-    tap = tap or default_feature_tap(model)
-    if tap not in named:
-        raise ConfigError(f"Grad-CAM tap {tap!r}: the model has taps {', '.join(named)}")
-    layer = named[tap]
+    layer = tap_module(model, tap or default_feature_tap(model), "Grad-CAM tap")
     # captum needs grads on the inputs' graph; inplace ReLUs after the tap are fine for hooks
     cam = LayerGradCam(model, layer).attribute(
         inputs, target=targets.tolist(), relu_attributions=True

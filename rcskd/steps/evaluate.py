@@ -1,28 +1,29 @@
-"""Evaluate every model the pipeline produced on the test split, with the same protocol.
+"""The evaluate step: every model the pipeline produced, on the test split, same protocol.
 
-Per model: accuracy with a 95% bootstrap interval, balanced accuracy, macro-F1, per-class
-sensitivity / specificity / AUC, one-vs-rest ROC-AUC, ECE with its reliability bins, confusion
-matrix; parameters, FLOPs, CPU latency and file size; figures (confusion, reliability,
-Grad-CAM) as PNG bytes for the caller to write.
+This is the only step that reads the test split. Per model: accuracy with a 95% bootstrap
+interval, balanced accuracy, macro-F1, per-class sensitivity / specificity / AUC, ECE with its
+reliability bins, confusion matrix; parameters, FLOPs, CPU latency and file size; figures
+(confusion, reliability, Grad-CAM) as PNG bytes for the caller to write.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rcskd.config import EvaluateConfig
-from rcskd.data.dataset import TensorSplit
-from rcskd.data.transforms import Preprocess
-from rcskd.metrics.classification import calibration_bins, classification_report
+from rcskd.config import EvaluateConfig, Params
+from rcskd.data.dataset import TensorSplit, load_meta, load_splits
+from rcskd.metrics.clinical import calibration_bins, classification_report
 from rcskd.metrics.complexity import count_flops, count_params, measure_latency
-from rcskd.models import load_checkpoint, require_classes
-from rcskd.report.gradcam import gradcam_maps
+from rcskd.models import load_checkpoint
+from rcskd.models.gradcam import gradcam_maps
+from rcskd.report.comparison import comparison_markdown, comparison_rows
 from rcskd.report.plots import confusion_figure, gradcam_figure, png_bytes, reliability_figure
-from rcskd.train import predict_logits
+from rcskd.train import predict_logits, resolve_device
 
 
 def pick_examples(labels: torch.Tensor, per_class: int, n_classes: int) -> list[int]:
@@ -43,10 +44,11 @@ def evaluate_model(
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """(report, figures) of the checkpoint at `path` on `test`."""
     path = Path(path)
-    model, spec, extra = load_checkpoint(path)
-    require_classes(path, extra, classes)
+    checkpoint = load_checkpoint(path)
+    checkpoint.require_classes(classes)
+    model, spec = checkpoint.model, checkpoint.spec
     name = path.stem
-    preprocess = Preprocess.from_dict(extra["preprocess"])
+    preprocess = checkpoint.require_inputs().preprocess
     model.to(device)
     logits = predict_logits(model, test.images, preprocess, cfg.batch_size, device)
     probs = logits.softmax(1).numpy()
@@ -121,3 +123,39 @@ def flat_metrics(report: dict[str, Any], classes: list[str]) -> dict[str, Any]:
         flat[f"sensitivity_{name}"] = report["per_class"][name]["sensitivity"]
         flat[f"specificity_{name}"] = report["per_class"][name]["specificity"]
     return flat
+
+
+@dataclass
+class EvaluateResult:
+    """Per model: full report and figures; plus the flat metrics and the comparison table."""
+
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] = field(default_factory=list)
+    table: str = ""
+
+
+def evaluate_models(
+    params: Params, prepared: str | Path, paths: list[Path], log=print
+) -> EvaluateResult:
+    """Evaluate each checkpoint in `paths` (named by its file stem) on the prepared test split."""
+    meta = load_meta(prepared)
+    test = load_splits(prepared)["test"]
+    classes = meta["classes"]
+    device = resolve_device(params.device)
+    result = EvaluateResult()
+    for path in paths:
+        name = Path(path).stem
+        log(f"evaluate: {name} ({path})")
+        report, figures = evaluate_model(path, test, classes, params.evaluate, params.seed, device)
+        result.reports[name] = report
+        result.figures.update(figures)
+        result.metrics[name] = flat_metrics(report, classes)
+    result.comparison = comparison_rows(result.reports)
+    note = (
+        f"Test split ({len(test.labels)} images). Latency: median ms per batch on CPU, "
+        f"{params.evaluate.latency.threads} threads. Ratios are to the teacher."
+    )
+    result.table = comparison_markdown(result.comparison, note)
+    return result

@@ -6,10 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from rcskd.config import DistillConfig, TkdConfig
-from rcskd.distill import METHODS, build_objective, method_terms
+from rcskd.config import DistillConfig
+from rcskd.distill import build_objective, method_terms
 from rcskd.errors import ConfigError
 from rcskd.models import ModelSpec, build_model
+from rcskd.registry import LOSSES
+
+# Every registered loss as a one-term method at its declared defaults, plus plain CE.
+ALL = DistillConfig(methods={"ce_only": {}, **{name: {name: {}} for name in LOSSES.names()}})
+METHODS = list(ALL.methods)
+
+
+def with_method(method: str, **terms) -> DistillConfig:
+    """A config whose `method` has the given terms (term -> settings)."""
+    return DistillConfig(methods={method: terms})
 
 
 class LinearHeadNet(nn.Module):
@@ -42,8 +52,8 @@ Y = torch.tensor([0, 1, 2, 3, 0, 1])
 def test_teacher_feature_gradient_is_d_target_logit_d_feature(target):
     torch.manual_seed(0)
     teacher, student = LinearHeadNet(), LinearHeadNet()
-    cfg = DistillConfig(tkd=TkdConfig(target=target))
-    objective, _ = build_objective("tkd_ca", cfg, teacher, student, (1, 16, 16))
+    cfg = with_method("tkd_ca", tkd_ca={"target": target})
+    objective = build_objective("tkd_ca", cfg, teacher, student, (1, 16, 16))
     t = objective.teacher_outputs(X, Y)
     chosen = Y if target == "label" else teacher(X).argmax(1)
     expected = teacher.fc.weight[chosen][:, :, None, None].expand(-1, -1, 16, 16) / 256
@@ -55,12 +65,12 @@ def test_teacher_feature_gradient_is_d_target_logit_d_feature(target):
 def test_teacher_gets_no_gradient_and_keeps_its_statistics(method):
     teacher, student = tiny(0.25), tiny(0.125)
     teacher.train()  # the objective must put it in eval mode anyway
-    objective, weights = build_objective(method, DistillConfig(), teacher, student, (1, 16, 16))
+    objective = build_objective(method, ALL, teacher, student, (1, 16, 16))
     objective.train()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     logits, terms = objective(student, X, Y)
-    sum(weights[k] * v for k, v in terms.items()).backward()
-    assert set(terms) == {"ce", *method_terms(method, DistillConfig())}
+    sum(terms.values()).backward()
+    assert set(terms) == {"ce", *(t.name for t in method_terms(method, ALL))}
     assert all(p.grad is None for p in teacher.parameters())
     assert not teacher.training
     for k, v in teacher.state_dict().items():
@@ -75,18 +85,18 @@ def test_teacher_gets_no_gradient_and_keeps_its_statistics(method):
 
 def test_adapters_bridge_pruned_channels_and_get_gradients():
     teacher, student = tiny(0.25), tiny(0.125)  # 128 vs 64 channels at stage4
-    objective, weights = build_objective("tkd_ca", DistillConfig(), teacher, student, (1, 16, 16))
+    objective = build_objective("tkd_ca", ALL, teacher, student, (1, 16, 16))
     adapter = objective.losses["tkd_ca"].adapters["stage4"]
     assert isinstance(adapter[0], nn.Conv2d)
     assert (adapter[0].in_channels, adapter[0].out_channels) == (64, 128)
     _, terms = objective(student, X, Y)
-    (weights["tkd_ca"] * terms["tkd_ca"]).backward()
+    terms["tkd_ca"].backward()
     assert adapter[0].weight.grad is not None and adapter[0].weight.grad.abs().sum() > 0
     objective.close()
 
 
 def test_equal_channels_need_no_adapter():
-    objective, _ = build_objective("tkd_ca", DistillConfig(), tiny(0.25), tiny(0.25), (1, 16, 16))
+    objective = build_objective("tkd_ca", ALL, tiny(0.25), tiny(0.25), (1, 16, 16))
     assert isinstance(objective.losses["tkd_ca"].adapters["stage4"], nn.Identity)
     objective.close()
 
@@ -113,32 +123,50 @@ def test_hooks_are_registered_once_not_per_step():
     def count(model):
         return sum(len(m._forward_hooks) for m in model.modules())
 
-    objective, weights = build_objective("tkd_ca", DistillConfig(), teacher, student, (1, 16, 16))
+    objective = build_objective("tkd_ca", ALL, teacher, student, (1, 16, 16))
     after_build = count(teacher), count(student)
     assert after_build[0] >= 1 and after_build[1] >= 1
     optimizer = torch.optim.SGD(list(student.parameters()) + list(objective.parameters()), 0.01)
     for _ in range(4):
         _, terms = objective(student, X, Y)
         optimizer.zero_grad()
-        sum(weights[k] * v for k, v in terms.items()).backward()
+        sum(terms.values()).backward()
         optimizer.step()
     assert (count(teacher), count(student)) == after_build
     objective.close()
     assert count(teacher) == count(student) == 0
 
 
-def test_unknown_method_and_tap_are_named():
+def test_unknown_method_term_setting_and_tap_are_named():
     with pytest.raises(ConfigError, match="unknown distillation method 'kdd'"):
-        method_terms("kdd", DistillConfig())
-    cfg = DistillConfig(tkd=TkdConfig(taps={"stage9": 1.0}))
-    with pytest.raises(KeyError, match="stage9"):
+        method_terms("kdd", ALL)
+    with pytest.raises(ConfigError, match="'kdd' is not a registered loss"):
+        method_terms("m", with_method("m", kdd={}))
+    with pytest.raises(ConfigError, match=r"unknown key 'distill\.methods\.m\.kd\.temprature'"):
+        method_terms("m", with_method("m", kd={"temprature": 2.0}))
+    cfg = with_method("tkd_ca", tkd_ca={"taps": {"stage9": 1.0}})
+    with pytest.raises(ConfigError, match="no tap 'stage9'; its taps are stage1, stage2"):
         build_objective("tkd_ca", cfg, tiny(0.25), tiny(0.125), (1, 16, 16))
 
 
-def test_dkd_sg_with_tkd_trains_both_terms():
-    from rcskd.config import DkdConfig
+def test_the_objective_weights_each_term_and_the_loop_only_sums():
+    teacher, student = tiny(0.25), tiny(0.125)
+    plain = build_objective(
+        "m", with_method("m", kd={"weight": 1.0}), teacher, student, (1, 16, 16)
+    )
+    heavy = build_objective(
+        "m", with_method("m", kd={"weight": 2.5}), teacher, student, (1, 16, 16)
+    )
+    _, a = plain(student, X, Y)
+    _, b = heavy(student, X, Y)
+    assert b["kd"].item() == pytest.approx(2.5 * a["kd"].item(), rel=1e-6)
+    assert b["ce"].item() == pytest.approx(a["ce"].item(), rel=1e-6)
+    plain.close()
+    heavy.close()
 
-    cfg = DistillConfig(dkd=DkdConfig(with_tkd=True), tkd=TkdConfig(alpha=0.5))
-    objective, weights = build_objective("dkd_sg", cfg, tiny(0.25), tiny(0.125), (1, 16, 16))
-    assert weights == {"ce": 1.0, "dkd_sg": 5.0, "tkd_ca": 3.0, "kd": 0.5}
+
+def test_a_joint_method_trains_both_rc_skd_terms_with_their_weights():
+    cfg = with_method("joint", tkd_ca={"weight": 3.0}, dkd_sg={}, kd={"weight": 0.5})
+    objective = build_objective("joint", cfg, tiny(0.25), tiny(0.125), (1, 16, 16))
+    assert objective.weights == {"ce": 1.0, "tkd_ca": 3.0, "dkd_sg": 5.0, "kd": 0.5}
     objective.close()

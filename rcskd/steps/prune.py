@@ -1,0 +1,122 @@
+"""The prune step (LPB-RL): search per-unit ratios, prune the teacher, fine-tune the student."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rcskd.config import Params, as_dict
+from rcskd.data.dataset import load_meta, load_splits
+from rcskd.io import file_digest, run_fingerprint
+from rcskd.metrics.complexity import count_flops, count_params
+from rcskd.models import load_checkpoint
+from rcskd.prune.apply import prune_blocks
+from rcskd.prune.env import unit_ratios_to_blocks
+from rcskd.prune.lpb_rl import rerank_with_finetune, run_search
+from rcskd.roles import PRUNED
+from rcskd.train import CrossEntropy, TrainJob, TrainResult, resolve_device, train_and_save
+
+
+@dataclass
+class PruneResult(TrainResult):
+    """The fine-tune's result plus the search: every method's log and the ratios per block."""
+
+    search_history: list[dict[str, Any]] = field(default_factory=list)
+    ratios: dict[str, float] = field(default_factory=dict)
+    uniform_ratios: dict[str, float] | None = None
+
+
+def run_prune(
+    params: Params,
+    prepared: str | Path,
+    teacher_path: str | Path,
+    model_out: str | Path,
+    resume_path: str | Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    show_progress: bool = True,
+) -> PruneResult:
+    """Search, prune, fine-tune and save the student (validation scores only)."""
+    start = time.perf_counter()
+    cfg = params.prune
+    teacher = load_checkpoint(teacher_path)
+    meta = load_meta(prepared)
+    teacher.require_classes(meta["classes"])
+    inputs = teacher.require_inputs()
+    splits = load_splits(prepared)
+    shape = inputs.shape
+    model = teacher.model
+    results, blocks, units, _ = run_search(
+        params, model, splits, inputs.preprocess, shape, show_progress
+    )
+    search_seconds = time.perf_counter() - start
+    chosen = results[cfg.search]
+    unit_ratios = chosen.ratios
+    if cfg.proxy.finetune_top_k > 0 and cfg.search != "uniform":
+        unit_ratios = rerank_with_finetune(
+            params, model, chosen, blocks, units, splits, inputs.preprocess, shape
+        )
+    ratios = unit_ratios_to_blocks(units, unit_ratios)
+    student = prune_blocks(model, blocks, ratios, shape, cfg.importance, cfg.round_to)
+    params_ratio = count_params(student) / count_params(model)
+    flops_ratio = count_flops(student, shape) / count_flops(model, shape)
+    job = TrainJob(
+        cfg=cfg.finetune,
+        seed=params.seed,
+        device=resolve_device(params.device),
+        fingerprint=run_fingerprint(
+            as_dict(cfg.finetune),
+            ratios,
+            params.seed,
+            file_digest(teacher_path),
+            meta["fingerprint"],
+        ),  # fmt: skip
+        desc="prune fine-tune",
+        resume_path=resume_path,
+        show_progress=show_progress,
+        on_epoch=on_epoch,
+    )
+    provenance = {
+        **teacher.provenance,
+        "role": PRUNED.name,
+        "ratios": ratios,
+        "budget": cfg.budget,
+        "resource": cfg.resource,
+    }
+    result = train_and_save(
+        student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, splits, job,
+        model_out, provenance,
+    )  # fmt: skip
+    achieved = params_ratio if cfg.resource == "params" else flops_ratio
+    uniform = results.get("uniform")
+    summary = {
+        "budget": cfg.budget,
+        "resource": cfg.resource,
+        "granularity": cfg.granularity,
+        "importance": cfg.importance,
+        "search": cfg.search,
+        "achieved_params_ratio": round(params_ratio, 6),
+        "achieved_flops_ratio": round(flops_ratio, 6),
+        "budget_error": round(achieved - cfg.budget, 6),
+        "budget_met": abs(achieved - cfg.budget) <= 0.02,
+        "proxy_score": chosen.score,
+        "best_episode": chosen.best_episode,
+        "search_scores": {m: r.score for m, r in results.items()},
+        "search_seconds": {m: round(r.seconds, 2) for m, r in results.items()},
+        "teacher_params": count_params(model),
+        **result.summary,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "search_wall_time_s": round(search_seconds, 2),
+        "blocks": len(blocks),
+        "units": len(units),
+    }
+    return PruneResult(
+        summary=summary,
+        history=result.history,
+        checkpoint=result.checkpoint,
+        search_history=[row for r in results.values() for row in r.history],
+        ratios=ratios,
+        uniform_ratios=unit_ratios_to_blocks(units, uniform.ratios) if uniform else None,
+    )

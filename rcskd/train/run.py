@@ -1,0 +1,92 @@
+"""The training skeleton every training step shares: fit, score validation, save, summarise.
+
+Teacher training, the pruned model's fine-tune and every distillation differ only in the model
+they start from and the objective; `train_and_save` does the rest the same way for all three,
+and never looks at the test split (only the evaluate step does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rcskd.config import TrainConfig
+from rcskd.data.dataset import TensorSplit
+from rcskd.metrics.complexity import count_flops, count_params
+from rcskd.models import InputSpec, ModelSpec, save_checkpoint
+from rcskd.train.loop import evaluate, fit
+from rcskd.train.objective import Objective
+
+
+@dataclass
+class TrainResult:
+    """What a training step hands its stage: a JSON-ready summary, the curve, the checkpoint."""
+
+    summary: dict[str, Any]
+    history: list[dict[str, float]]
+    checkpoint: Path
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Where and how a run trains: settings, seed, device and its resume identity."""
+
+    cfg: TrainConfig
+    seed: int
+    device: torch.device
+    fingerprint: str
+    desc: str
+    resume_path: str | Path | None = None
+    show_progress: bool = True
+    on_epoch: Callable[[dict[str, float]], None] | None = None
+
+
+def train_and_save(
+    model: nn.Module,
+    objective: Objective,
+    spec: ModelSpec,
+    inputs: InputSpec,
+    splits: dict[str, TensorSplit],
+    job: TrainJob,
+    model_out: str | Path,
+    provenance: dict[str, Any],
+) -> TrainResult:
+    """Fit on train (best epoch on validation), save model + specs, summarise on validation."""
+    preprocess = inputs.preprocess
+    result = fit(
+        model,
+        objective,
+        splits["train"],
+        splits["val"],
+        job.cfg,
+        preprocess,
+        seed=job.seed,
+        device=job.device,
+        resume_path=job.resume_path,
+        fingerprint=job.fingerprint,
+        desc=job.desc,
+        show_progress=job.show_progress,
+        on_epoch=job.on_epoch,
+    )
+    val = evaluate(model, splits["val"], preprocess, max(job.cfg.batch_size, 128), job.device)
+    model.cpu().eval()
+    save_checkpoint(model_out, model, spec, inputs, {**provenance, "best_epoch": result.best_epoch})
+    summary = {
+        "val_acc": val["acc"],
+        "val_balanced_acc": val["balanced_acc"],
+        "val_macro_f1": val["macro_f1"],
+        "params": count_params(model),
+        "flops": count_flops(model, inputs.shape),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from,
+        "device": str(job.device),
+        "train_seconds": round(result.seconds, 2),
+    }
+    return TrainResult(summary, result.history, Path(model_out))

@@ -1,0 +1,198 @@
+"""Each pipeline step in-process on tiny phantom data (seconds each): what it returns and saves,
+that only evaluate reads the test split, and that a new baseline is one loss and one entry."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from rcskd.config import params_from_dict
+from rcskd.data.dataset import load_meta
+from rcskd.distill.losses import DistillLoss, TermConfig
+from rcskd.io import write_json_atomic
+from rcskd.models import load_checkpoint
+from rcskd.registry import LOSSES
+from rcskd.roles import PRUNED, STUDENT, STUDENT_TKD, TEACHER
+from rcskd.steps.distill import run_distill
+from rcskd.steps.evaluate import evaluate_models
+from rcskd.steps.prepare import run_prepare
+from rcskd.steps.prune import run_prune
+from rcskd.steps.report import ReportSources, make_report
+from rcskd.steps.teacher import train_teacher
+
+TINY = {
+    "seed": 0,
+    "data": {"phantom": {"patients": 16, "slices_per_patient": 2, "size": 48}},
+    "prepare": {"image_size": 32},
+    "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
+    "prune": {
+        "agent": {"episodes": 3, "warmup_episodes": 1, "batch_size": 4, "hidden": 8},
+        "proxy": {"calib_images": 8, "eval_images": 8},
+        "finetune": {"epochs": 1, "batch_size": 8},
+    },
+    "distill": {
+        "train": {"epochs": 1, "batch_size": 8},
+        "baselines": ["kd"],
+        "methods": {"tkd_ca": {"tkd_ca": {}}, "dkd_sg": {"dkd_sg": {}}, "kd": {"kd": {}}},
+    },
+    "evaluate": {"bootstrap": 20, "gradcam_per_class": 1, "latency": {"repeats": 1}},
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """Prepare, teacher, prune, TKD-CA, DKD-SG and one baseline, in-process, once."""
+    root = tmp_path_factory.mktemp("steps")
+    params = params_from_dict(TINY)
+    prepared = run_prepare(params, root / "prepared", show_progress=False)
+    teacher = train_teacher(params, prepared.out_dir, root / "teacher.pt", show_progress=False)
+    pruned = run_prune(params, prepared.out_dir, teacher.checkpoint, root / "pruned.pt",
+                       show_progress=False)  # fmt: skip
+    tkd = run_distill(params, "tkd_ca", prepared.out_dir, teacher.checkpoint, pruned.checkpoint,
+                      root / "student_tkd.pt", show_progress=False)  # fmt: skip
+    final = run_distill(params, "dkd_sg", prepared.out_dir, teacher.checkpoint, tkd.checkpoint,
+                        root / "student.pt", show_progress=False)  # fmt: skip
+    return root, params, {"prepare": prepared, "teacher": teacher, "prune": pruned,
+                          "tkd_ca": tkd, "dkd_sg": final}  # fmt: skip
+
+
+def test_prepare_returns_the_cache_and_records_the_input_contract(run_dir):
+    _, _, results = run_dir
+    prepared = results["prepare"]
+    meta = load_meta(prepared.out_dir)
+    assert prepared.manifest.is_file() and prepared.duplicates.is_file()
+    assert prepared.summary["images_read"] == 32 and meta["crop_border"] is True
+    assert meta["dicom"] == {"window": "auto", "center": 40.0, "width": 400.0}
+
+
+def test_teacher_saves_a_typed_checkpoint_and_reports_validation_only(run_dir):
+    root, _, results = run_dir
+    result = results["teacher"]
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint.provenance["role"] == TEACHER.name
+    assert checkpoint.inputs.classes == load_meta(root / "prepared")["classes"]
+    assert checkpoint.inputs.shape == (1, 32, 32) and len(checkpoint.inputs.mean) == 1
+    assert result.summary["epochs_run"] == 2 == len(result.history)
+    assert 0 <= result.summary["val_acc"] <= 1
+    assert not any("test" in key for key in result.summary)
+
+
+def test_prune_meets_the_budget_and_keeps_the_input_contract(run_dir):
+    _, params, results = run_dir
+    result = results["prune"]
+    pruned = load_checkpoint(result.checkpoint)
+    teacher = load_checkpoint(results["teacher"].checkpoint)
+    assert result.summary["budget_met"]
+    assert abs(result.summary["achieved_params_ratio"] - params.prune.budget) <= 0.02
+    assert pruned.inputs == teacher.inputs and pruned.provenance["role"] == PRUNED.name
+    assert set(result.ratios) == {f"layer{i}.{j}" for i in (1, 2, 3, 4) for j in (0, 1)}
+    assert {row["method"] for row in result.search_history} == {"ddpg", "random", "uniform"}
+    assert not any("test" in key for key in result.summary)
+
+
+def test_distillation_chains_from_the_tkd_student_and_saves_no_adapter(run_dir):
+    _, _, results = run_dir
+    final = load_checkpoint(results["dkd_sg"].checkpoint)
+    assert final.provenance["initialised_from"].endswith(f"{STUDENT_TKD.name}.pt")
+    assert final.provenance["role"] == "dkd_sg" and final.inputs.classes
+    assert results["dkd_sg"].summary["terms"] == {"ce": 1.0, "dkd_sg": 5.0}
+    assert results["tkd_ca"].summary["terms"] == {"ce": 1.0, "tkd_ca": 3.0}
+    assert "train_tkd_ca" in results["tkd_ca"].history[0]
+    assert not any("test" in key for key in results["dkd_sg"].summary)
+
+
+def test_evaluate_scores_every_model_on_the_test_split_and_orders_the_table(run_dir):
+    root, params, _ = run_dir
+    paths = [root / f"{r.name}.pt" for r in (TEACHER, PRUNED, STUDENT_TKD, STUDENT)]
+    result = evaluate_models(params, root / "prepared", paths, log=lambda _: None)
+    test_size = load_meta(root / "prepared")["counts"]["test"]["total"]
+    assert [row["model"] for row in result.comparison] == [p.stem for p in paths]
+    assert all(report["n"] == test_size for report in result.reports.values())
+    assert f"{STUDENT.name}_gradcam.png" in result.figures
+    assert "RC-SKD (TKD-CA -> DKD-SG)" in result.table
+
+
+def test_report_is_built_from_the_files_it_is_given(run_dir, tmp_path):
+    root, _, results = run_dir
+    write_json_atomic(tmp_path / "prepare.json", results["prepare"].summary)
+    page = make_report(ReportSources(root / "prepared", tmp_path / "prepare.json"))
+    assert page.startswith("<!doctype html>") and '<section id="pareto">' in page
+    assert "no comparison yet" in page.lower()  # none was given
+
+
+@dataclass(frozen=True)
+class ZeroLogitConfig(TermConfig):
+    """A throwaway loss's settings: a weight and one knob."""
+
+    weight: float = 0.5
+    scale: float = field(default=2.0)
+
+
+class ZeroLogitLoss(DistillLoss):
+    """A throwaway baseline: pulls the student's logits towards the teacher's, times `scale`."""
+
+    Config = ZeroLogitConfig
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    @classmethod
+    def from_config(cls, cfg: ZeroLogitConfig, shapes) -> ZeroLogitLoss:
+        return cls(cfg.scale)
+
+    def forward(self, s, t, labels):
+        return self.scale * (s.logits - t.logits).pow(2).mean()
+
+
+def test_a_new_baseline_is_one_registered_loss_and_one_params_entry(run_dir, monkeypatch):
+    """No list, if-chain or stage script changes: register the loss, name it in params."""
+    root, params, results = run_dir
+    monkeypatch.setitem(LOSSES._entries, "logit_match", ZeroLogitLoss)  # as its file would
+    raw = {**TINY, "distill": {**TINY["distill"], "baselines": ["kd", "logit_match"]}}
+    raw["distill"]["methods"] = {**TINY["distill"]["methods"],
+                                 "logit_match": {"logit_match": {"scale": 3.0}}}  # fmt: skip
+    params = params_from_dict(raw)
+    out = root / "baselines" / "logit_match.pt"
+    result = run_distill(params, "logit_match", root / "prepared", results["teacher"].checkpoint,
+                         results["prune"].checkpoint, out, show_progress=False)  # fmt: skip
+    assert result.summary["terms"] == {"ce": 1.0, "logit_match": 0.5}
+    assert "train_logit_match" in result.history[0]
+    evaluation = evaluate_models(params, root / "prepared", [root / "teacher.pt", out],
+                                 log=lambda _: None)  # fmt: skip
+    assert [row["model"] for row in evaluation.comparison] == ["teacher", "logit_match"]
+    import shutil
+
+    import yaml
+
+    from tests.test_dvc_deps import REPO, stages
+
+    repo = root / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / "dvc.yaml", repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    stage = stages(repo)["distill_baseline@logit_match"]  # dvc.yaml unchanged: its foreach
+    assert "--method logit_match" in stage["cmd"]
+    assert "distill.methods.logit_match" in stage["params"]
+
+
+def test_a_checkpoint_of_format_1_still_loads_with_its_inputs(tmp_path):
+    from rcskd.models import ModelSpec, build_model
+    from rcskd.models.spec import spec_of
+
+    spec = ModelSpec("resnet20", 4, 1, 0.25)
+    model = build_model(spec)
+    old = {
+        "format": "rcskd-checkpoint/1",
+        "spec": dataclasses.asdict(spec_of(model, spec)),
+        "state_dict": model.state_dict(),
+        "extra": {"classes": list("abcd"), "image_size": 32, "channels": 1, "role": "teacher",
+                  "preprocess": {"mean": [0.2], "std": [0.3]}, "crop_border": False},
+    }  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    checkpoint = load_checkpoint(tmp_path / "old.pt")
+    assert checkpoint.inputs.classes == list("abcd") and checkpoint.inputs.crop_border is False
+    assert checkpoint.inputs.mean == [0.2] and checkpoint.provenance == {"role": "teacher"}

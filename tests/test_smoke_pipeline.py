@@ -1,0 +1,104 @@
+"""A fast 3-stage smoke pipeline: `dvc repro prune` (prepare, teacher, prune) at tiny size in a
+copy of the repository; stage faults on its outputs. The whole pipeline is tests/test_pipeline.py
+(slow)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from tests.repo_copy import BIN, make_repo_copy, merge, run
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    dest, env = make_repo_copy(tmp_path_factory.mktemp("smoke") / "repo")
+    first = run([str(BIN / "dvc"), "repro", "prune"], dest, env)
+    return dest, env, first
+
+
+def test_the_first_three_stages_run_and_write_their_outputs(repo_copy):
+    dest, _, log = repo_copy
+    for stage in ("prepare", "teacher", "prune"):
+        assert f"Running stage '{stage}'" in log
+    assert "Running stage 'tkd_ca'" not in log
+    report = json.loads((dest / "reports" / "prepare.json").read_text())
+    assert report["images_read"] == 32 and report["leakage_check"] == "passed"
+    meta = json.loads((dest / "data" / "prepared" / "meta.json").read_text())
+    assert meta["crop_border"] is True and meta["dicom"]["window"] == "auto"
+    teacher = json.loads((dest / "reports" / "teacher.json").read_text())
+    assert teacher["epochs_run"] == 2 and "test_acc" not in teacher
+    prune = json.loads((dest / "reports" / "prune.json").read_text())
+    assert prune["budget_met"] and prune["params"] < teacher["params"]
+    pruned = torch.load(dest / "models" / "pruned.pt", weights_only=True)
+    assert pruned["inputs"]["classes"] == meta["classes"] and pruned["inputs"]["image_size"] == 32
+    assert pruned["provenance"]["role"] == "pruned" and pruned["provenance"]["ratios"]
+
+
+def test_second_repro_of_the_same_stages_does_nothing(repo_copy):
+    dest, env, _ = repo_copy
+    log = run([str(BIN / "dvc"), "repro", "prune"], dest, env)
+    assert "Running stage" not in log
+
+
+def test_bad_params_fail_the_stage_with_a_clear_message(repo_copy):
+    dest, env, _ = repo_copy
+    bad = dest.parent / "bad-params.yaml"
+    bad.write_text((dest / "params.yaml").read_text().replace("image_size: 32", "image_sise: 32"))
+    out = dest.parent / "x"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "stages/prepare.py",
+            "--params",
+            str(bad),
+            "--data-root",
+            "rcskd",
+            "--out",
+            str(out),
+            "--report",
+            str(out) + ".json",
+        ],  # fmt: skip
+        cwd=dest,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "unknown key 'prepare.image_sise'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_killed_teacher_stage_resumes_where_it_stopped(repo_copy, tmp_path):
+    """SIGKILL the stage after its first epoch checkpoint, run it again: it continues."""
+    import signal
+    import time
+
+    dest, env, _ = repo_copy
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    merge(params, {"teacher": {"train": {"epochs": 4}}})
+    custom = tmp_path / "params.yaml"
+    custom.write_text(yaml.safe_dump(params, sort_keys=False))
+    resume = tmp_path / "resume.pt"
+    cmd = [
+        sys.executable, "stages/teacher.py", "--params", str(custom), "--resume", str(resume),
+        "--prepared", "data/prepared",
+        "--out", str(tmp_path / "t.pt"), "--report", str(tmp_path / "t.json"),
+        "--curve", str(tmp_path / "t.csv"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=dest, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert resume.exists(), "no resume checkpoint appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "t.pt").exists()  # nothing half-written
+    run(cmd, dest, env)
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["resumed_from_epoch"] >= 1 and report["epochs_run"] == 4
+    assert not resume.exists()
