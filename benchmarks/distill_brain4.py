@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from common import (
+    REPO,
     RESULTS,
     WORK,
     brain4_params,
@@ -28,30 +29,33 @@ from common import (
     provenance,
     save_results,
 )
-from rcskd.distillation import run_distill
 
+from rcskd.config import load_params
 from rcskd.data.dataset import load_splits
-from rcskd.data.transforms import Preprocess
-from rcskd.distill import BASELINES
+from rcskd.metrics.classification import summary_scores
 from rcskd.metrics.complexity import count_flops, count_params, measure_latency
 from rcskd.models import load_checkpoint
+from rcskd.steps.distill import run_distill
 from rcskd.train import predict_logits
 
+# The baselines are params.yaml's; rc_skd = TKD-CA then DKD-SG; rc_skd_joint = both at once.
+BASELINES = tuple(load_params(REPO / "params.yaml").distill.baselines)
 METHODS = (*BASELINES, "tkd_ca", "rc_skd", "rc_skd_joint")
 
 
 def settings_for(method: str, seed: int, epochs: int):
-    """(params, rcskd method name) of one benchmark run."""
-    dkd = {"with_tkd": method == "rc_skd_joint"}
-    params = brain4_params(
-        seed,
-        distill={
-            "train": {"epochs": epochs, "balanced_sampling": True, "lr": 5e-4},
-            "dkd": dkd,
-        },
-    )
-    name = {"rc_skd": "dkd_sg", "rc_skd_joint": "dkd_sg"}.get(method, method)
-    return params, name
+    """(params, rcskd method name) of one benchmark run (methods as in params.yaml)."""
+    train = {"epochs": epochs, "balanced_sampling": True, "lr": 5e-4}
+    params = brain4_params(seed, distill={"train": train})
+    return params, {"rc_skd": "dkd_sg"}.get(method, method)
+
+
+def test_scores(path: Path, test) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro-F1 of a checkpoint on the test split."""
+    checkpoint = load_checkpoint(path)
+    logits = predict_logits(checkpoint.model, test.images, checkpoint.require_inputs().preprocess)
+    scores = summary_scores(test.labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
+    return {f"test_{k}": v for k, v in scores.items()}
 
 
 def main() -> None:
@@ -85,9 +89,10 @@ def main() -> None:
                 print(f"{key}: needs tkd_ca/{seed} first, skipped")
                 continue
             path = work / f"{method}_seed{seed}.pt"
-            report = run_distill(
+            result = run_distill(
                 params, name, prepared, teacher, start, path, resume_path=f"{path}.resume"
             )
+            report = {**result.summary, **test_scores(path, load_splits(prepared)["test"])}
             results["runs"][key] = {
                 "method": method,
                 "seed": seed,
@@ -96,7 +101,7 @@ def main() -> None:
                 "terms": report["terms"],
                 "epochs": args.epochs * (2 if method == "rc_skd" else 1),
                 "train_seconds": report["train_seconds"],
-                "history": report["history"],
+                "history": result.history,
             }
             results["provenance"] = provenance(params, prepared, args.seeds)
             results["settings"] = {"epochs": args.epochs, "pruned": args.pruned}
@@ -116,8 +121,9 @@ def reference(results: dict, teacher: str, pruned: str, prepared: Path) -> None:
     test = load_splits(prepared)["test"]
     models = {}
     for role, path in (("teacher", teacher), ("student", pruned)):
-        model, _, extra = load_checkpoint(path)
-        logits = predict_logits(model, test.images, Preprocess.from_dict(extra["preprocess"]))
+        checkpoint = load_checkpoint(path)
+        model = checkpoint.model
+        logits = predict_logits(model, test.images, checkpoint.require_inputs().preprocess)
         acc = float((logits.argmax(1) == test.labels).float().mean())
         latency = measure_latency(model, shape, [1, 32], threads=2, repeats=20, warmup=3)
         models[role] = {

@@ -36,9 +36,9 @@ def main() -> None:
     models, sessions, facts = {}, {}, {}
     tmp = Path(tempfile.mkdtemp())
     for role in ("teacher", "student"):
-        model, spec, extra = load_checkpoint(getattr(args, role))
-        model.eval()
-        shape = (extra["channels"], extra["image_size"], extra["image_size"])
+        checkpoint = load_checkpoint(getattr(args, role))
+        model, spec = checkpoint.model, checkpoint.spec
+        shape = checkpoint.require_inputs().shape
         models[role] = model
         export_onnx(model, tmp / f"{role}.onnx", torch.rand(2, *shape))
         facts[role] = {

@@ -29,7 +29,6 @@ from scipy.stats import spearmanr
 
 from rcskd.config import TrainConfig
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.data.transforms import Preprocess
 from rcskd.metrics.complexity import count_params
 from rcskd.models import load_checkpoint
 from rcskd.prune.apply import prune_blocks
@@ -52,9 +51,9 @@ def main() -> None:
     prepared = prepared_brain4(brain4_params(0))
     splits = load_splits(prepared)
     meta = load_meta(prepared)
-    teacher, spec, extra = load_checkpoint(brain4_teacher(0))
-    teacher.eval()
-    pre = Preprocess.from_dict(extra["preprocess"])
+    checkpoint = load_checkpoint(brain4_teacher(0))
+    teacher = checkpoint.model
+    pre = checkpoint.require_inputs().preprocess
     shape = (meta["channels"], meta["image_size"], meta["image_size"])
     blocks = find_blocks(teacher, shape)
     units = make_units(blocks, "block")

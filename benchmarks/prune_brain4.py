@@ -23,11 +23,11 @@ from common import (
     provenance,
     save_results,
 )
-from rcskd.evaluate import evaluate_model
-from rcskd.pruning import run_prune
 
 from rcskd.config import EvaluateConfig, LatencyConfig
 from rcskd.data.dataset import load_meta, load_splits
+from rcskd.steps.evaluate import evaluate_model
+from rcskd.steps.prune import run_prune
 
 METHODS = ("ddpg", "random", "uniform")
 
@@ -71,7 +71,8 @@ def main() -> None:
                 },
             )
             path = WORK / "brain4-64-seed0" / f"pruned_{label}_b{args.budget}_seed{seed}.pt"
-            report = run_prune(params, prepared, teacher, path, resume_path=f"{path}.resume")
+            result = run_prune(params, prepared, teacher, path, resume_path=f"{path}.resume")
+            report = result.summary
             evaluation, _ = evaluate_model(
                 path, test, classes, EvaluateConfig(bootstrap=1000, gradcam_per_class=0,
                                                     latency=LatencyConfig(repeats=10)), seed,
@@ -85,14 +86,14 @@ def main() -> None:
                 "test_balanced_acc": evaluation["balanced_acc"],
                 "test_macro_f1": evaluation["macro_f1"],
                 "proxy_score": report["proxy_score"],
-                "finetune_val_acc": report["finetune_val_acc"],
+                "finetune_val_acc": report["val_acc"],
                 "params_ratio": report["achieved_params_ratio"],
                 "flops_ratio": report["achieved_flops_ratio"],
                 "params": report["params"],
                 "search_seconds": report["search_wall_time_s"],
                 "wall_seconds": report["wall_time_s"],
-                "ratios": report["ratios"],
-                "search_history": report["search_history"],
+                "ratios": result.ratios,
+                "search_history": result.search_history,
             }
             results["provenance"] = provenance(params, prepared, args.seeds)
             results["settings"] = {k: v for k, v in vars(args).items() if k != "methods"}

@@ -24,12 +24,12 @@ from common import (
     provenance,
     save_results,
 )
-from rcskd.evaluate import evaluate_model
-from rcskd.teacher import train_teacher
 
 from rcskd.config import EvaluateConfig
 from rcskd.data.dataset import load_meta, load_splits
 from rcskd.io import write_bytes_atomic
+from rcskd.steps.evaluate import evaluate_model
+from rcskd.steps.teacher import train_teacher
 
 TEACHER = {
     "arch": "resnet18",
@@ -106,7 +106,8 @@ def main() -> None:
         params = brain4_params(seed, teacher=teacher)
         start = time.perf_counter()
         path = teacher_path(seed)
-        report = train_teacher(params, prepared, path, resume_path=path + ".resume")
+        result = train_teacher(params, prepared, path, resume_path=path + ".resume")
+        report = {**result.summary, "history": result.history}
         cfg = EvaluateConfig(bootstrap=2000)
         evaluation, figures = evaluate_model(path, test, classes, cfg, seed)
         write_bytes_atomic(
