@@ -22,23 +22,17 @@ from rcskd.steps.prepare import run_prepare
 from rcskd.steps.prune import run_prune
 from rcskd.steps.report import ReportSources, make_report
 from rcskd.steps.teacher import train_teacher
+from tests.repo_copy import TINY as REPO_TINY
 
+# The pipeline tests' tiny settings, with one baseline and RC-SKD's methods at their defaults.
 TINY = {
     "seed": 0,
-    "data": {"phantom": {"patients": 16, "slices_per_patient": 2, "size": 48}},
-    "prepare": {"image_size": 32},
-    "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
-    "prune": {
-        "agent": {"episodes": 3, "warmup_episodes": 1, "batch_size": 4, "hidden": 8},
-        "proxy": {"calib_images": 8, "eval_images": 8},
-        "finetune": {"epochs": 1, "batch_size": 8},
-    },
+    **{k: v for k, v in REPO_TINY.items() if k != "distill"},
     "distill": {
-        "train": {"epochs": 1, "batch_size": 8},
+        "train": REPO_TINY["distill"]["train"],
         "baselines": ["kd"],
         "methods": {"tkd_ca": {"tkd_ca": {}}, "dkd_sg": {"dkd_sg": {}}, "kd": {"kd": {}}},
     },
-    "evaluate": {"bootstrap": 20, "gradcam_per_class": 1, "latency": {"repeats": 1}},
 }
 
 
