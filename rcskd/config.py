@@ -130,6 +130,13 @@ class TrainConfig:
     monitor: Literal["acc", "balanced_acc", "loss"] = "balanced_acc"  # picks the best epoch
     early_stopping: int = field(default=0, metadata=bounds(0))  # patience in epochs; 0 = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # auto: bf16 autocast on CUDA that supports it, else fp32 (CPU); fp16 uses a GradScaler
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False  # torch.compile the model (CUDA; slower start, faster steps)
+    # auto: the prepared uint8 cache moves to the training device once when it fits in a quarter
+    # of its free memory (always on CPU); else batches are copied from pinned memory
+    data_on_device: Literal["auto", "always", "never"] = "auto"
+    log_every: int = field(default=50, metadata=bounds(1))  # steps between progress updates
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,16 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Data-parallel training over several processes (GPUs or CPU processes) with torchrun."""
+
+    # > 1: the training stages relaunch themselves with PyTorch's elastic launcher, one process
+    # per GPU (or CPU process with gloo); under `torchrun` the launcher's world size is used
+    nproc_per_node: int = field(default=1, metadata=bounds(1))
+    sync_batchnorm: bool = False  # batch statistics over all processes (SyncBatchNorm)
+
+
+@dataclass(frozen=True)
 class Params:
     """All of params.yaml."""
 
@@ -239,6 +256,7 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

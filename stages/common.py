@@ -8,14 +8,18 @@ result. Errors become one line and exit code 2 (`run_reporting_errors`).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rcskd.config import Params, load_params
+from rcskd.distributed import dist_context, init_distributed, launched_by_torchrun
 from rcskd.errors import run_reporting_errors
 from rcskd.io import write_csv_atomic, write_json_atomic
-from rcskd.tracking import StageRun
+from rcskd.tracking import StageRun, stage_run
 
 
 def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParser:
@@ -27,9 +31,62 @@ def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParse
     return parser
 
 
-def run_stage(name: str, params_path: Path, body: Callable[[Params], Any]) -> int:
-    """Load params and run `body(params)`; an RcskdError is one line and exit code 2."""
-    return run_reporting_errors(name, lambda: body(load_params(params_path)))
+def run_stage(
+    name: str, params_path: Path, body: Callable[[Params], Any], distributed: bool = False
+) -> int:
+    """Load params and run `body(params)`; an RcskdError is one line and exit code 2.
+
+    A `distributed` (training) stage with `distributed.nproc_per_node` > 1 relaunches itself
+    through PyTorch's elastic launcher, so `dvc repro` still calls `python stages/<stage>.py`;
+    started by torchrun (by that relaunch or by a user, on one machine or several), it joins
+    the process group: nccl on CUDA, gloo on CPU.
+    """
+    relaunch: list[int] = []
+
+    def run() -> None:
+        params = load_params(params_path)
+        nproc = params.distributed.nproc_per_node
+        if distributed and nproc > 1 and not launched_by_torchrun():
+            relaunch.append(_torchrun(nproc))
+            return
+        if distributed:
+            init_distributed()
+        body(params)
+
+    code = run_reporting_errors(name, run)
+    return relaunch[0] if relaunch else code
+
+
+def _torchrun(nproc: int) -> int:
+    """Run this script again under torch.distributed.run with `nproc` processes."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", sys.argv[0], *sys.argv[1:]]  # fmt: skip
+    return subprocess.run(command, check=False).returncode
+
+
+class _NoRun:
+    """What processes other than rank 0 log to: nothing (one MLflow run per stage)."""
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        pass
+
+
+@contextmanager
+def tracked(stage: str, section: Mapping[str, Any], **kw: Any) -> Iterator[Any]:
+    """The stage's MLflow run on rank 0; a run that logs nothing on the other processes."""
+    if dist_context().is_main:
+        with stage_run(stage, section, **kw) as tracker:
+            yield tracker
+    else:
+        yield _NoRun()
+
+
+def is_main() -> bool:
+    """Only rank 0 writes a stage's outputs."""
+    return dist_context().is_main
 
 
 def log_epochs(tracker: StageRun) -> Callable[[dict[str, float]], None]:
@@ -40,7 +97,10 @@ def log_epochs(tracker: StageRun) -> Callable[[dict[str, float]], None]:
 def write_training(
     result: Any, report: Path, curve: Path, tracker: StageRun, *artifacts: Path
 ) -> None:
-    """Write a TrainResult's summary (JSON) and curve (CSV); log both and the artifacts."""
+    """Write a TrainResult's summary (JSON) and curve (CSV); log both and the artifacts (rank 0
+    alone writes)."""
+    if not is_main():
+        return
     write_csv_atomic(curve, result.history)
     write_json_atomic(report, result.summary)
     tracker.log_metrics({"summary": {k: v for k, v in result.summary.items() if k != "spec"}})

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from common import log_epochs, run_stage, stage_parser, write_training
+from common import log_epochs, run_stage, stage_parser, tracked, write_training
 
 from rcskd.config import as_dict
 from rcskd.roles import RC_SKD_STAGES
 from rcskd.steps.distill import run_distill
-from rcskd.tracking import stage_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
             "initialised_from": str(args.student),
             **as_dict(params.distill),
         }
-        with stage_run(stage, section) as tracker:
+        with tracked(stage, section) as tracker:
             result = run_distill(
                 params, args.method, args.prepared, args.teacher, args.student, args.out,
                 args.resume, on_epoch=log_epochs(tracker),
             )  # fmt: skip
             write_training(result, args.report, args.curve, tracker)
 
-    return run_stage(stage, args.params, body)
+    return run_stage(stage, args.params, body, distributed=True)
 
 
 if __name__ == "__main__":

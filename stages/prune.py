@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from common import log_epochs, run_stage, stage_parser, write_training
+from common import is_main, log_epochs, run_stage, stage_parser, tracked, write_training
 
 from rcskd.config import as_dict
 from rcskd.io import write_csv_atomic, write_json_atomic
 from rcskd.steps.prune import run_prune
-from rcskd.tracking import stage_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,21 +18,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params) -> None:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.prune)}
-        with stage_run("prune", section) as tracker:
+        with tracked("prune", section) as tracker:
             result = run_prune(
                 params, args.prepared, args.teacher, args.out, args.resume,
                 on_epoch=log_epochs(tracker),
             )  # fmt: skip
-            write_csv_atomic(args.search_log, result.search_history)
-            write_json_atomic(args.ratios, {"chosen": result.ratios,
-                                            "uniform": result.uniform_ratios})  # fmt: skip
+            if is_main():
+                write_csv_atomic(args.search_log, result.search_history)
+                write_json_atomic(args.ratios, {"chosen": result.ratios,
+                                                "uniform": result.uniform_ratios})  # fmt: skip
             for row in result.search_history:  # one curve per search method in MLflow
                 tracker.log_metrics(
                     {f"search.{row['method']}.reward": row["reward"]}, row["episode"]
                 )
             write_training(result, args.report, args.curve, tracker, args.ratios, args.search_log)
 
-    return run_stage("prune", args.params, body)
+    return run_stage("prune", args.params, body, distributed=True)
 
 
 if __name__ == "__main__":

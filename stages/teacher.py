@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from common import log_epochs, run_stage, stage_parser, write_training
+from common import log_epochs, run_stage, stage_parser, tracked, write_training
 
 from rcskd.config import as_dict
 from rcskd.steps.teacher import train_teacher
-from rcskd.tracking import stage_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,13 +17,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params) -> None:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.teacher)}
-        with stage_run("teacher", section) as tracker:
+        with tracked("teacher", section) as tracker:
             result = train_teacher(
                 params, args.prepared, args.out, args.resume, on_epoch=log_epochs(tracker)
             )
             write_training(result, args.report, args.curve, tracker)
 
-    return run_stage("teacher", args.params, body)
+    return run_stage("teacher", args.params, body, distributed=True)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_killed_teacher_stage_resumes_where_it_stopped(repo_copy, tmp_path):
 
     dest, env, _ = repo_copy
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    merge(params, {"teacher": {"train": {"epochs": 4}}})
+    merge(params, {"teacher": {"train": {"epochs": 40}}})
     custom = tmp_path / "params.yaml"
     custom.write_text(yaml.safe_dump(params, sort_keys=False))
     resume = tmp_path / "resume.pt"
@@ -100,5 +100,66 @@ def test_killed_teacher_stage_resumes_where_it_stopped(repo_copy, tmp_path):
     assert not (tmp_path / "t.pt").exists()  # nothing half-written
     run(cmd, dest, env)
     report = json.loads((tmp_path / "t.json").read_text())
-    assert report["resumed_from_epoch"] >= 1 and report["epochs_run"] == 4
+    assert report["resumed_from_epoch"] >= 1 and report["epochs_run"] == 40
     assert not resume.exists()
+
+
+def _kill_everything_running(marker: str) -> None:
+    """SIGKILL every process whose command line mentions `marker` (Linux /proc)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # gone already
+
+
+def _mlflow_runs(env, stage: str) -> int:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("rcskd")
+    query = f"tags.stage = '{stage}' and attributes.status = 'FINISHED'"
+    return len(client.search_runs([experiment.experiment_id], query))
+
+
+def test_teacher_trains_on_two_processes_writes_once_and_resumes_after_a_kill(repo_copy, tmp_path):
+    """distributed.nproc_per_node: 2 -> the stage relaunches itself with torchrun (gloo on
+    the CPU); rank 0 alone writes; a kill after an epoch resumes under DDP."""
+    import time
+
+    dest, env, _ = repo_copy
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    merge(params, {"distributed": {"nproc_per_node": 2}, "teacher": {"train": {"epochs": 40}}})
+    custom = tmp_path / "params.yaml"
+    custom.write_text(yaml.safe_dump(params, sort_keys=False))
+    resume, out = tmp_path / "resume.pt", tmp_path / "t.pt"
+    cmd = [
+        sys.executable, "stages/teacher.py", "--params", str(custom), "--resume", str(resume),
+        "--prepared", "data/prepared", "--out", str(out), "--report", str(tmp_path / "t.json"),
+        "--curve", str(tmp_path / "t.csv"),
+    ]  # fmt: skip
+    runs_before = _mlflow_runs(env, "teacher")
+    proc = subprocess.Popen(cmd, cwd=dest, env=env, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert resume.exists(), "no resume checkpoint appeared"
+    _kill_everything_running(str(custom))  # the launcher and both workers (own sessions)
+    proc.wait()
+    assert not out.exists()
+    log = run(cmd, dest, env)
+    assert "torch.distributed" not in log or "error" not in log.lower()
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["resumed_from_epoch"] >= 1 and report["epochs_run"] == 40
+    assert torch.load(out, weights_only=True)["provenance"]["role"] == "teacher"
+    assert len(list(tmp_path.glob("t.pt*"))) == 1 and not resume.exists()
+    # two processes trained, one run was logged (the killed attempt's never finished)
+    assert _mlflow_runs(env, "teacher") - runs_before == 1

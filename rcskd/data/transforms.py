@@ -52,19 +52,24 @@ def fit_preprocess(images: Tensor) -> Preprocess:
 
 
 def _uniform(n: int, half_width: float, generator: torch.Generator) -> Tensor:
-    return (torch.rand(n, generator=generator) * 2 - 1) * half_width
+    return (_rand(n, generator) * 2 - 1) * half_width
+
+
+def _rand(n: int, generator: torch.Generator) -> Tensor:
+    return torch.rand(n, generator=generator, device=generator.device)
 
 
 def augment(images: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> Tensor:
     """Random flips, rotation/translation/zoom and intensity jitter of [0, 1] images N x C x H x W.
 
-    Parameters are drawn on the CPU from `generator` (same draws on any device); outputs stay
-    in [0, 1].
+    Parameters are drawn from `generator` on its device (a CUDA generator for images on the
+    GPU: nothing goes back to the host); the same seed on the same device gives the same
+    result. Outputs stay in [0, 1].
     """
     n = images.shape[0]
     x = images
-    hflip = torch.rand(n, generator=generator) < cfg.hflip
-    vflip = torch.rand(n, generator=generator) < cfg.vflip
+    hflip = _rand(n, generator) < cfg.hflip
+    vflip = _rand(n, generator) < cfg.vflip
     angle = _uniform(n, math.radians(cfg.rotate_deg), generator)
     shift = _uniform(2 * n, 2 * cfg.translate, generator).view(n, 2)  # grid units span 2
     zoom = 1 + _uniform(n, cfg.scale, generator)
@@ -74,7 +79,7 @@ def augment(images: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> T
 
     if cfg.rotate_deg or cfg.translate or cfg.scale or cfg.hflip or cfg.vflip:
         sx = torch.where(hflip, -1.0, 1.0) / zoom
-        sy = torch.where(vflip, -1.0, 1.0) / zoom
+        sy = torch.where(vflip, -1.0, 1.0) / zoom  # all on the generator's device
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.stack(
             [

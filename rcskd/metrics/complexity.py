@@ -80,3 +80,30 @@ def measure_latency(
         torch.set_num_threads(previous)
         model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def measure_latency_cuda(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch_sizes: Iterable[int] = (1, 32),
+    repeats: int = 20,
+    warmup: int = 3,
+    device: torch.device | str = "cuda",
+) -> dict[int, dict[str, float]]:
+    """GPU latency per batch size (ms, fp32, eval mode), timed with device synchronisation."""
+    was_training = model.training
+    model.eval().to(device)
+    results: dict[int, dict[str, float]] = {}
+    try:
+        for batch in batch_sizes:
+            x = torch.rand(batch, *input_shape, device=device)
+
+            def run(x: torch.Tensor = x) -> None:
+                model(x)
+                torch.cuda.synchronize(device)
+
+            results[int(batch)] = time_call(run, repeats, warmup)
+    finally:
+        model.train(was_training)
+    return results

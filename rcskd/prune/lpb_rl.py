@@ -7,6 +7,7 @@ and runs every configured search method through it with the same number of evalu
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -27,21 +28,35 @@ from rcskd.train import CrossEntropy, build_optimizer
 from rcskd.train.loop import train_one_epoch
 
 
-def _taylor_gradients(model, images, labels, preprocess, batch_size: int = 64) -> None:
-    """Accumulate loss gradients on `model`'s parameters (what Taylor importance reads)."""
-    model.train()
-    model.zero_grad()
+def _taylor_gradients(
+    model, images, labels, preprocess, device: torch.device, batch_size: int = 64
+) -> None:
+    """Accumulate loss gradients on `model`'s parameters (what Taylor importance reads).
+
+    The passes run on `device`; the model (which Torch-Pruning traces on the CPU) stays where it
+    is and receives the gradients.
+    """
+    work = copy.deepcopy(model).to(device).train()
+    work.zero_grad()
     for i in range(0, len(images), batch_size):
-        logits = model(preprocess(images[i : i + batch_size]))
-        F.cross_entropy(logits, labels[i : i + batch_size], reduction="sum").backward()
+        logits = work(preprocess(images[i : i + batch_size].to(device)))
+        target = labels[i : i + batch_size].to(device)
+        F.cross_entropy(logits, target, reduction="sum").backward()
+    for param, trained in zip(model.parameters(), work.parameters(), strict=True):
+        param.grad = None if trained.grad is None else trained.grad.to(param.device)
     model.eval()
 
 
-def proxy_data(params: Params, splits: dict[str, TensorSplit]) -> tuple[torch.Tensor, TensorSplit]:
-    """Calibration images and scoring split of the proxy, as `prune.proxy` asks."""
+def proxy_data(
+    params: Params, splits: dict[str, TensorSplit], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, TensorSplit]:
+    """Calibration images and scoring split of the proxy, as `prune.proxy` asks, on `device`."""
     cfg = params.prune.proxy
     val = splits["val"] if cfg.data == "val" else None
-    return proxy_subsets(splits["train"], cfg.calib_images, cfg.eval_images, params.seed, val)
+    calib, held = proxy_subsets(
+        splits["train"], cfg.calib_images, cfg.eval_images, params.seed, val
+    )
+    return calib.to(device), TensorSplit(held.images.to(device), held.labels.to(device))
 
 
 def run_search(
@@ -51,14 +66,20 @@ def run_search(
     preprocess: Preprocess,
     input_shape: tuple[int, ...],
     show_progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, SearchResult], list, list, Callable[[dict[str, float]], float]]:
-    """Every configured search method's result, plus the blocks, units and scoring function."""
+    """Every configured search method's result, plus the blocks, units and scoring function.
+
+    Candidates are cut on the CPU (Torch-Pruning traces there) and scored on `device`: BN
+    recalibration and the held-out accuracy run where training runs.
+    """
     cfg = params.prune
+    device = torch.device(device)
     blocks = find_blocks(teacher, input_shape)
     units = make_units(blocks, cfg.granularity)
-    calib, held = proxy_data(params, splits)
+    calib, held = proxy_data(params, splits, device)
     if cfg.importance == "taylor":
-        _taylor_gradients(teacher, held.images, held.labels, preprocess)
+        _taylor_gradients(teacher, held.images, held.labels, preprocess, device)
     total = count_params(teacher) if cfg.resource == "params" else count_flops(teacher, input_shape)
     methods = [cfg.search]
     if cfg.compare_baselines:
@@ -70,7 +91,7 @@ def run_search(
     def score(unit_ratios: dict[str, float]) -> float:
         ratios = unit_ratios_to_blocks(units, unit_ratios)
         candidate = prune_blocks(teacher, blocks, ratios, input_shape, cfg.importance, cfg.round_to)
-        result = proxy_score(candidate, calib, held, preprocess)
+        result = proxy_score(candidate.to(device), calib, held, preprocess, device)
         next(counter, None)
         bar.set_postfix(acc=f"{result['acc']:.3f}", refresh=False)
         if cfg.reward == "accuracy":
@@ -100,11 +121,14 @@ def rerank_with_finetune(
     splits: dict[str, TensorSplit],
     preprocess: Preprocess,
     input_shape: tuple[int, ...],
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Unit ratios of the best of the top-k episodes after a short fine-tune of each."""
+    """Unit ratios of the best of the top-k episodes after a short fine-tune of each (on
+    `device`)."""
     cfg = params.prune
+    device = torch.device(device)
     ranked = sorted(result.episodes, key=lambda e: -e["reward"])[: cfg.proxy.finetune_top_k]
-    calib, held = proxy_data(params, splits)
+    calib, held = proxy_data(params, splits, device)
     train = splits["train"]
     n = min(len(train.labels), cfg.proxy.finetune_steps * cfg.finetune.batch_size)
     subset = TensorSplit(train.images[:n], train.labels[:n])
@@ -112,12 +136,13 @@ def rerank_with_finetune(
     for episode in ranked:
         ratios = unit_ratios_to_blocks(units, episode["ratios"])
         model = prune_blocks(teacher, blocks, ratios, input_shape, cfg.importance, cfg.round_to)
+        model.to(device)
         optimizer = build_optimizer(model.parameters(), cfg.finetune)
         train_one_epoch(
             model, CrossEntropy(), optimizer, subset, cfg.finetune, preprocess, 0, params.seed,
-            torch.device("cpu"), show_progress=False, desc="rerank",
+            device, show_progress=False, desc="rerank",
         )  # fmt: skip
-        acc = proxy_score(model, calib, held, preprocess)["acc"]
+        acc = proxy_score(model, calib, held, preprocess, device)["acc"]
         if acc > best_acc:
             best, best_acc = episode["ratios"], acc
     return best

@@ -60,12 +60,20 @@ def recalibrate_batchnorm(
 
 
 def proxy_score(
-    model: nn.Module, calib: Tensor, held: TensorSplit, preprocess: Preprocess
+    model: nn.Module,
+    calib: Tensor,
+    held: TensorSplit,
+    preprocess: Preprocess,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Accuracy and cross-entropy on `held` after BN recalibration on `calib` (modifies model)."""
+    """Accuracy and cross-entropy on `held` after BN recalibration on `calib` (modifies model).
+
+    Runs on `device` (the model and the images should already be there).
+    """
     recalibrate_batchnorm(model, calib, preprocess)
-    logits = predict_logits(model, held.images, preprocess)
+    logits = predict_logits(model, held.images, preprocess, device=device)
+    labels = held.labels.cpu()
     return {
-        "acc": float((logits.argmax(1) == held.labels).float().mean()),
-        "loss": float(F.cross_entropy(logits, held.labels)),
+        "acc": float((logits.argmax(1) == labels).float().mean()),
+        "loss": float(F.cross_entropy(logits, labels)),
     }

@@ -67,6 +67,7 @@ def run_distill(
         resume_path=resume_path,
         show_progress=show_progress,
         on_epoch=on_epoch,
+        sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {
         **{k: v for k, v in student.provenance.items() if k not in ("role", "best_epoch")},

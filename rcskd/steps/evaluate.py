@@ -18,7 +18,12 @@ import torch
 from rcskd.config import EvaluateConfig, Params
 from rcskd.data.dataset import TensorSplit, load_meta, load_splits
 from rcskd.metrics.clinical import calibration_bins, classification_report
-from rcskd.metrics.complexity import count_flops, count_params, measure_latency
+from rcskd.metrics.complexity import (
+    count_flops,
+    count_params,
+    measure_latency,
+    measure_latency_cuda,
+)
 from rcskd.models import load_checkpoint
 from rcskd.models.gradcam import gradcam_maps
 from rcskd.report.comparison import comparison_markdown, comparison_rows
@@ -56,8 +61,14 @@ def evaluate_model(
     report = classification_report(y, probs, classes, cfg.ece_bins, cfg.bootstrap, seed)
     bins = calibration_bins(y, probs, cfg.ece_bins)
     report["calibration"] = {k: v.tolist() for k, v in bins.items()}
-    model.cpu()
     shape = tuple(test.images.shape[1:])
+    cuda_latency = {}
+    if torch.device(device).type == "cuda":  # where the model will often run: report both
+        timed = measure_latency_cuda(
+            model, shape, cfg.latency.batch_sizes, cfg.latency.repeats, cfg.latency.warmup, device
+        )
+        cuda_latency = {f"b{b}": round(v["median_ms"], 3) for b, v in timed.items()}
+    model.cpu()
     latency = measure_latency(
         model,
         shape,
@@ -73,6 +84,7 @@ def evaluate_model(
             "flops": count_flops(model, shape),
             "latency_ms": {f"b{b}": round(v["median_ms"], 3) for b, v in latency.items()},
             "latency_threads": cfg.latency.threads,
+            **({"latency_ms_cuda": cuda_latency} if cuda_latency else {}),
             "size_mb": round(path.stat().st_size / 2**20, 3),
         }
     )
@@ -119,6 +131,8 @@ def flat_metrics(report: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     }
     for batch, ms in report["latency_ms"].items():
         flat[f"latency_{batch}_ms"] = ms
+    for batch, ms in report.get("latency_ms_cuda", {}).items():
+        flat[f"latency_cuda_{batch}_ms"] = ms
     for name in classes:
         flat[f"sensitivity_{name}"] = report["per_class"][name]["sensitivity"]
         flat[f"specificity_{name}"] = report["per_class"][name]["specificity"]

@@ -48,15 +48,16 @@ def run_prune(
     splits = load_splits(prepared)
     shape = inputs.shape
     model = teacher.model
+    device = resolve_device(params.device)
     results, blocks, units, _ = run_search(
-        params, model, splits, inputs.preprocess, shape, show_progress
+        params, model, splits, inputs.preprocess, shape, show_progress, device
     )
     search_seconds = time.perf_counter() - start
     chosen = results[cfg.search]
     unit_ratios = chosen.ratios
     if cfg.proxy.finetune_top_k > 0 and cfg.search != "uniform":
         unit_ratios = rerank_with_finetune(
-            params, model, chosen, blocks, units, splits, inputs.preprocess, shape
+            params, model, chosen, blocks, units, splits, inputs.preprocess, shape, device
         )
     ratios = unit_ratios_to_blocks(units, unit_ratios)
     student = prune_blocks(model, blocks, ratios, shape, cfg.importance, cfg.round_to)
@@ -65,7 +66,7 @@ def run_prune(
     job = TrainJob(
         cfg=cfg.finetune,
         seed=params.seed,
-        device=resolve_device(params.device),
+        device=device,
         fingerprint=run_fingerprint(
             as_dict(cfg.finetune),
             ratios,
@@ -77,6 +78,7 @@ def run_prune(
         resume_path=resume_path,
         show_progress=show_progress,
         on_epoch=on_epoch,
+        sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {
         **teacher.provenance,

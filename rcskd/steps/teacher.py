@@ -48,6 +48,7 @@ def train_teacher(
         resume_path=resume_path,
         show_progress=show_progress,
         on_epoch=on_epoch,
+        sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {"role": TEACHER.name, "data_fingerprint": meta["fingerprint"]}
     result = train_and_save(

@@ -4,6 +4,11 @@ Reproducibility: every epoch draws its batches, augmentation and dropout from ge
 by (seed, epoch), so a run resumed after epoch k continues exactly as the uninterrupted run.
 The resume file is written atomically after each epoch and records a fingerprint of everything
 that defines the run; a different fingerprint starts afresh instead of resuming a stale run.
+
+Speed (see `rcskd.train.runtime`): batches are indexed where the cache lives (on the GPU when
+it fits), augmented there, run under autocast, and the step loop never waits for the device:
+running sums stay on it and are read every `train.log_every` steps. Under torchrun, each process
+takes its share of every global batch and DDP averages the gradients; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch.nn import functional as F
 from rcskd.config import TrainConfig
 from rcskd.data.dataset import TensorSplit
 from rcskd.data.transforms import Preprocess, augment
+from rcskd.distributed import all_reduce_sum, barrier
 from rcskd.errors import RcskdError
 from rcskd.io import save_torch_atomic
 from rcskd.metrics.classification import summary_scores
@@ -31,6 +37,14 @@ from rcskd.progress import progress
 from rcskd.train.batches import Batches
 from rcskd.train.objective import Objective
 from rcskd.train.optim import build_optimizer, lr_factor
+from rcskd.train.runtime import (
+    Engine,
+    make_engine,
+    place_split,
+    prepare_model,
+    release_model,
+    to_device,
+)
 
 RESUME_FORMAT = "rcskd-resume/1"
 
@@ -66,11 +80,12 @@ def predict_logits(
 ) -> Tensor:
     """Logits (CPU, float) of uint8 images in eval mode."""
     model.eval()
+    device = torch.device(device)
     out = [
-        model(preprocess(images[i : i + batch_size].to(device))).float().cpu()
+        model(preprocess(to_device(images[i : i + batch_size], device))).float()
         for i in range(0, len(images), batch_size)
     ]
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out).cpu() if out else torch.zeros(0)  # one copy back, not one per batch
 
 
 def evaluate(
@@ -87,6 +102,17 @@ def evaluate(
     return {"loss": float(F.cross_entropy(logits, labels)), **scores}
 
 
+class TrainStep(nn.Module):
+    """The model and the objective as one module (what DDP wraps): forward -> logits, terms."""
+
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.objective(self.model, inputs, labels)
+
+
 def train_one_epoch(
     model: nn.Module,
     objective: Objective,
@@ -99,48 +125,90 @@ def train_one_epoch(
     device: torch.device,
     show_progress: bool = True,
     desc: str = "train",
+    engine: Engine | None = None,
+    step: nn.Module | None = None,
 ) -> dict[str, float]:
-    """One pass over `split`; returns mean loss, accuracy, each term and the last lr."""
+    """One pass over `split`; returns mean loss, accuracy, each term and the last lr.
+
+    `step` (default `TrainStep(model, objective)`) runs the forward pass: under DDP, the wrapped
+    module. The split may live on the device (batches are then indexed there).
+    """
+    engine = engine or make_engine(cfg, device)
+    step = step or TrainStep(model, objective)
+    device = engine.device
+    rank, world = engine.dist.rank, engine.dist.world_size
     model.train()
     objective.train()
     generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
     torch.manual_seed(_epoch_seed(seed, epoch) + 1)  # dropout and other layer randomness
-    batches = Batches(split, cfg.batch_size, True, cfg.balanced_sampling, generator)
+    # augmentation draws where the images are; in one CPU process from the batch generator
+    aug_generator = generator
+    if device.type != "cpu" or world > 1:
+        aug_generator = torch.Generator(device).manual_seed(_epoch_seed(seed, epoch) + 7 * rank + 3)
+    batches = Batches(split, cfg.batch_size, True, cfg.balanced_sampling, generator, rank, world)
     steps = len(batches)
-    sums: dict[str, float] = {}
-    correct = seen = 0
+    sums: dict[str, Tensor] = {}
+    correct = torch.zeros((), dtype=torch.float64, device=device)
+    seen = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    bad_terms: dict[str, Tensor] = {}
     lr = cfg.lr
-    bar = progress(batches, f"{desc} epoch {epoch + 1}/{cfg.epochs}", steps, show_progress)
-    for step, (images, labels) in enumerate(bar):
-        x = augment(images.float().div(255.0), cfg.augment, generator)
-        x, labels = preprocess(x.to(device)), labels.to(device)
-        lr = cfg.lr * lr_factor(cfg, epoch * steps + step, steps)
+    show = show_progress and engine.dist.is_main
+    bar = progress(range(steps), f"{desc} epoch {epoch + 1}/{cfg.epochs}", steps, show)
+    for index, (images, labels) in zip(bar, batches, strict=False):
+        images, labels = to_device(images, device), to_device(labels, device)
+        x = augment(images.float().div(255.0), cfg.augment, aug_generator)
+        x = engine.inputs(preprocess(x))
+        lr = cfg.lr * lr_factor(cfg, epoch * steps + index, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        logits, terms = objective(model, x, labels)
+        with engine.autocast():
+            logits, terms = step(x, labels)
         loss = sum(terms.values())  # the objective weighted its terms
-        if not torch.isfinite(loss):
-            detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            raise TrainingError(
-                f"{desc}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                f"({detail}); lower the learning rate or check the inputs"
-            )
+        # remember the first non-finite step (and its terms) without waiting for the device
+        bad = (~torch.isfinite(loss.detach())) & (first_bad < 0)
+        first_bad = torch.where(bad, index, first_bad)
+        for name, value in {"loss": loss, **terms}.items():
+            kept = bad_terms.get(name, torch.zeros((), device=device))
+            bad_terms[name] = torch.where(bad, value.detach().float(), kept)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = len(labels)
+        if engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            engine.scaler.step(optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        n = labels.shape[0]
         seen += n
-        correct += int((logits.argmax(1) == labels).sum())
-        sums["loss"] = sums.get("loss", 0.0) + loss.item() * n
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() * n
-        bar.set_postfix(
-            loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False
-        )
-    row = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-    row["train_acc"] = correct / max(seen, 1)
+        correct += (logits.detach().argmax(1) == labels).sum()
+        for name, value in {"loss": loss, **terms}.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().double() * n
+        if (index + 1) % engine.sync_every == 0 or index + 1 == steps:
+            _stop_if_non_finite(first_bad, bad_terms, desc, epoch)
+            if show:
+                bar.set_postfix(loss=f"{float(sums['loss'] / seen):.3f}",
+                                acc=f"{float(correct / seen):.3f}", refresh=False)  # fmt: skip
+    bar.close()
+    totals = all_reduce_sum({**{f"train_{k}": v for k, v in sums.items()}, "correct": correct,
+                             "seen": seen})  # fmt: skip
+    seen_all = max(float(totals.pop("seen")), 1.0)
+    row = {k: float(v) / seen_all for k, v in totals.items() if k != "correct"}
+    row["train_acc"] = float(totals["correct"]) / seen_all
     row["lr"] = lr
     return row
+
+
+def _stop_if_non_finite(first_bad: Tensor, terms: dict[str, Tensor], desc: str, epoch: int) -> None:
+    """Raise (one host sync) if a step of this epoch had a non-finite loss."""
+    step = int(first_bad)
+    if step < 0:
+        return
+    detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items() if k != "loss")
+    raise TrainingError(
+        f"{desc}: loss is {terms['loss'].item()} at epoch {epoch + 1}, step {step + 1} "
+        f"({detail}); lower the learning rate or check the inputs"
+    )
 
 
 def _better(monitor: str, value: float, best: float | None) -> bool:
@@ -177,17 +245,30 @@ def fit(
     desc: str = "train",
     show_progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    sync_batchnorm: bool = False,
 ) -> FitResult:
     """Train `model` (and the objective's own parameters); restore the best epoch on validation.
 
     With `resume_path`, the state after every epoch is saved there and a matching saved state
     (same `fingerprint`) is picked up, so an interrupted run continues where it stopped. The
     file is removed when training finishes. `on_epoch` receives each epoch's history row.
+    Under torchrun the model trains data-parallel (DDP); only rank 0 writes the resume file.
     """
     start = time.perf_counter()
-    device = torch.device(device)
-    model.to(device)
+    engine = make_engine(cfg, device)
+    device = engine.device
+    prepare_model(model, engine, sync_batchnorm)
     objective.to(device)
+    step: nn.Module = TrainStep(model, objective)
+    if engine.dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [engine.dist.local_rank] if device.type == "cuda" else None
+        step = DistributedDataParallel(step, device_ids=ids)
+    if cfg.compile:
+        step = torch.compile(step)
+    train = place_split(train, device, cfg.data_on_device)
+    val = place_split(val, device, cfg.data_on_device)
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = build_optimizer(params, cfg)
     history: list[dict[str, float]] = []
@@ -209,19 +290,11 @@ def fit(
         row = {"epoch": epoch + 1}
         row.update(
             train_one_epoch(
-                model,
-                objective,
-                optimizer,
-                train,
-                cfg,
-                preprocess,
-                epoch,
-                seed,
-                device,
-                show_progress,
-                desc,
+                model, objective, optimizer, train, cfg, preprocess, epoch, seed, device,
+                show_progress, desc, engine=engine, step=step,
             )
-        )
+        )  # fmt: skip
+        # every process scores the whole validation split with the same weights: they agree
         scores = evaluate(model, val, preprocess, max(cfg.batch_size, 128), device)
         row.update({f"val_{k}": v for k, v in scores.items()})
         row["seconds"] = time.perf_counter() - t0
@@ -231,10 +304,10 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-        if on_epoch is not None:
+        if on_epoch is not None and engine.dist.is_main:
             on_epoch(row)
         done = epoch + 1 == cfg.epochs or (cfg.early_stopping and stale >= cfg.early_stopping)
-        if resume and not done:
+        if resume and not done and engine.dist.is_main:
             save_torch_atomic(
                 resume,
                 {
@@ -255,7 +328,9 @@ def fit(
             stopped_early = epoch + 1 < cfg.epochs
             break
     model.load_state_dict(best_state)
-    if resume is not None:
+    release_model(model)
+    barrier()  # no process leaves (and rank 0 removes the resume file) before all are done
+    if resume is not None and engine.dist.is_main:
         resume.unlink(missing_ok=True)
     best_row = next((r for r in history if r["epoch"] == best_epoch), {})
     return FitResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 
 import torch
@@ -13,11 +14,16 @@ from rcskd.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> CUDA when present, else CPU; "cuda" without a GPU is an error."""
+    """ "auto" -> CUDA when present, else CPU; "cuda" without a GPU is an error.
+
+    Under torchrun each process takes the GPU of its local rank.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda asked for, but no CUDA device is available; use auto")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from rcskd.config import TrainConfig
 from rcskd.data.dataset import TensorSplit
+from rcskd.distributed import barrier, dist_context
 from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import InputSpec, ModelSpec, save_checkpoint
 from rcskd.train.loop import evaluate, fit
@@ -44,6 +45,7 @@ class TrainJob:
     resume_path: str | Path | None = None
     show_progress: bool = True
     on_epoch: Callable[[dict[str, float]], None] | None = None
+    sync_batchnorm: bool = False  # under torchrun: batch statistics over all processes
 
 
 def train_and_save(
@@ -72,10 +74,14 @@ def train_and_save(
         desc=job.desc,
         show_progress=job.show_progress,
         on_epoch=job.on_epoch,
+        sync_batchnorm=job.sync_batchnorm,
     )
     val = evaluate(model, splits["val"], preprocess, max(job.cfg.batch_size, 128), job.device)
     model.cpu().eval()
-    save_checkpoint(model_out, model, spec, inputs, {**provenance, "best_epoch": result.best_epoch})
+    if dist_context().is_main:  # one checkpoint, however many processes trained it
+        provenance = {**provenance, "best_epoch": result.best_epoch}
+        save_checkpoint(model_out, model, spec, inputs, provenance)
+    barrier()
     summary = {
         "val_acc": val["acc"],
         "val_balanced_acc": val["balanced_acc"],
