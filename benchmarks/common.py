@@ -45,10 +45,12 @@ def brain4_params(seed: int = 0, **sections: dict[str, Any]) -> Params:
 
 
 def prepared_brain4(params: Params) -> Path:
-    """The prepared brain4-64 cache (built once; the split depends on the data seed only)."""
+    """The prepared Brain-4 cache at the params' image size (brain4-64 by default), built once;
+    the split depends on the data seed only."""
     if not BRAIN4.is_dir():
         sys.exit(f"benchmark needs the Brain-4 dataset at {BRAIN4}")
-    out = WORK / f"brain4-64-seed{params.seed}" / "prepared"
+    size = params.prepare.image_size
+    out = WORK / f"brain4-{size}-seed{params.seed}" / "prepared"
     if not (out / "meta.json").is_file():
         prepare(params, out)
     return out
