@@ -162,16 +162,27 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """The DDPG agent (stable-baselines3) that picks one ratio per unit."""
+    """The DDPG agent (stable-baselines3) that picks one ratio per unit, and the search budget.
+
+    Learning that works on a sparse end-of-episode reward (AMC-style): Monte-Carlo targets (every
+    step's target is its episode's reward), the reward centred on a moving average and scaled by
+    a moving deviation, a slower actor than critic, many updates per episode, and truncated-normal
+    exploration noise on the action's own [0, 1] scale, none during the random warm-up.
+    """
 
     episodes: int = field(default=60, metadata=bounds(1))  # candidates evaluated, warm-up included
     warmup_episodes: int = field(default=15, metadata=bounds(0))  # random episodes first
-    noise_sigma: float = field(default=0.5, metadata=bounds(0.0))  # exploration, in action units
+    noise_sigma: float = field(default=0.2, metadata=bounds(0.0))  # on the 0..1 action scale
     noise_decay: float = field(default=0.95, metadata=bounds(0.0, 1.0))  # per episode after warm-up
-    learning_rate: float = field(default=1e-3, metadata=bounds(0.0))  # actor and critic
+    actor_lr: float = field(default=1e-4, metadata=bounds(0.0))
+    critic_lr: float = field(default=1e-3, metadata=bounds(0.0))
+    updates_per_episode: int = field(default=64, metadata=bounds(1))  # gradient steps
+    reward_decay: float = field(default=0.95, metadata=bounds(0.0, 1.0))  # moving-average baseline
     hidden: int = field(default=64, metadata=bounds(1))  # units per hidden layer (2 layers)
     batch_size: int = field(default=64, metadata=bounds(1))
     tau: float = field(default=0.01, metadata=bounds(0.0, 1.0))  # soft target update
+    cem_population: int = field(default=10, metadata=bounds(2))  # CEM: candidates per round
+    cem_elite: float = field(default=0.2, metadata=bounds(0.01, 1.0))  # CEM: share kept
 
 
 @dataclass(frozen=True)
@@ -184,9 +195,12 @@ class PruneConfig:
     granularity: Literal["block", "stage"] = "block"  # one ratio per block, or per stage
     importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
     round_to: int = field(default=1, metadata=bounds(1))  # kept channels: a multiple of this
-    search: Literal["ddpg", "random", "uniform"] = "ddpg"  # whose ratios the student gets
-    compare_baselines: bool = True  # also run uniform and random search, same evaluations
+    search: Literal["ddpg", "cem", "random", "uniform"] = "ddpg"  # whose ratios the student gets
+    compare_baselines: bool = True  # also run the other methods, same number of evaluations
     reward: Literal["accuracy", "error_log_resource"] = "accuracy"
+    # FLOPs-aware search: a candidate keeping more than this share of the teacher's FLOPs loses
+    # the excess from its reward (1.0 = no FLOPs constraint beside the `resource` budget)
+    flops_budget: float = field(default=1.0, metadata=bounds(0.01, 1.0))
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     finetune: TrainConfig = field(

@@ -18,7 +18,14 @@ TINY = {
     "prepare": {"image_size": 32},
     "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
     "prune": {
-        "agent": {"episodes": 3, "warmup_episodes": 1, "batch_size": 4, "hidden": 8},
+        "agent": {
+            "episodes": 3,
+            "warmup_episodes": 1,
+            "batch_size": 4,
+            "hidden": 8,
+            "updates_per_episode": 8,
+            "cem_population": 2,
+        },
         "proxy": {"calib_images": 8, "eval_images": 8},
         "finetune": {"epochs": 1, "batch_size": 8},
     },

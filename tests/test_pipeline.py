@@ -66,9 +66,9 @@ def test_repro_prunes_the_teacher_to_the_budget(repo_copy):
     report = json.loads((dest / "reports" / "prune.json").read_text())
     assert report["budget"] == 0.5 and report["budget_met"]
     assert abs(report["achieved_params_ratio"] - 0.5) <= 0.02
-    assert set(report["search_scores"]) == {"ddpg", "random", "uniform"}
+    assert set(report["search_scores"]) == {"ddpg", "cem", "random", "uniform"}
     search = (dest / "reports" / "prune_search.csv").read_text().splitlines()
-    assert search[0] == "method,episode,reward,best_so_far" and len(search) == 1 + 3 + 3 + 1
+    assert search[0] == "method,episode,reward,best_so_far" and len(search) == 1 + 3 + 3 + 3 + 1
     ratios = json.loads((dest / "reports" / "ratios.json").read_text())
     assert (
         set(ratios["chosen"])

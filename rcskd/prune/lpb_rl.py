@@ -23,7 +23,13 @@ from rcskd.prune.apply import prune_blocks, remaining
 from rcskd.prune.blocks import find_blocks
 from rcskd.prune.env import PruningEnv, make_units, unit_ratios_to_blocks
 from rcskd.prune.proxy import proxy_score, proxy_subsets
-from rcskd.prune.search import SearchResult, search_ddpg, search_random, search_uniform
+from rcskd.prune.search import (
+    SearchResult,
+    search_cem,
+    search_ddpg,
+    search_random,
+    search_uniform,
+)
 from rcskd.train import CrossEntropy, build_optimizer
 from rcskd.train.loop import train_one_epoch
 
@@ -80,10 +86,11 @@ def run_search(
     calib, held = proxy_data(params, splits, device)
     if cfg.importance == "taylor":
         _taylor_gradients(teacher, held.images, held.labels, preprocess, device)
-    total = count_params(teacher) if cfg.resource == "params" else count_flops(teacher, input_shape)
+    teacher_flops = count_flops(teacher, input_shape)
+    total = count_params(teacher) if cfg.resource == "params" else teacher_flops
     methods = [cfg.search]
     if cfg.compare_baselines:
-        methods += [m for m in ("ddpg", "random", "uniform") if m != cfg.search]
+        methods += [m for m in ("ddpg", "cem", "random", "uniform") if m != cfg.search]
     evaluations = sum(1 if m == "uniform" else cfg.agent.episodes for m in methods)
     bar = progress(range(evaluations), "prune: candidates", evaluations, show_progress)
     counter = iter(bar)
@@ -95,15 +102,22 @@ def run_search(
         next(counter, None)
         bar.set_postfix(acc=f"{result['acc']:.3f}", refresh=False)
         if cfg.reward == "accuracy":
-            return result["acc"]
-        kept = remaining(blocks, ratios, total, cfg.resource, cfg.round_to)
-        return -(1.0 - result["acc"]) * math.log(max(kept, 2))  # AMC's -error * log(resource)
+            reward = result["acc"]
+        else:
+            kept = remaining(blocks, ratios, total, cfg.resource, cfg.round_to)
+            reward = -(1.0 - result["acc"]) * math.log(max(kept, 2))  # AMC: -error * log(res)
+        if cfg.flops_budget < 1.0:
+            kept_flops = remaining(blocks, ratios, teacher_flops, "flops", cfg.round_to)
+            reward -= max(0.0, kept_flops / teacher_flops - cfg.flops_budget)
+        return reward
 
     env = PruningEnv(units, total, cfg.budget, cfg.resource, cfg.max_ratio, score)
     results: dict[str, SearchResult] = {}
     for method in methods:
         if method == "ddpg":
             results[method] = search_ddpg(env, cfg.agent, params.seed)
+        elif method == "cem":
+            results[method] = search_cem(env, cfg.agent, params.seed)
         elif method == "random":
             results[method] = search_random(env, cfg.agent.episodes, params.seed)
         else:

@@ -1,10 +1,15 @@
-"""Ratio search in one code path: the DDPG agent and two baselines with the same budget.
+"""Ratio search in one code path: the DDPG agent and its baselines with the same budget.
 
-- `ddpg`: stable-baselines3 DDPG on `PruningEnv` (as the reference code), random warm-up
-  episodes, then Gaussian exploration noise that decays every episode.
+- `ddpg`: stable-baselines3 DDPG on `PruningEnv` (the paper's agent), made to learn from a
+  sparse end-of-episode reward as AMC does: Monte-Carlo targets (n-step returns over the whole
+  episode, gamma 1), the reward centred on its moving average and scaled by its moving
+  deviation, a slower actor than critic, `updates_per_episode` gradient steps per episode, and
+  truncated-normal exploration on the action's [0, 1] scale, none during the random warm-up.
+  (The reference code's agent never trained: `learn(100)` with 100 warm-up steps.)
+- `cem`: the cross-entropy method over per-unit actions (no RL), same env and evaluations.
 - `random`: the same env and clipping, uniformly random actions, same number of episodes.
 - `uniform`: one ratio for every unit, solved exactly for the budget; one evaluation.
-Each returns the best episode's unit ratios and every episode's reward.
+Each returns the best episode's unit ratios and every episode's (raw) reward.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.noise import ActionNoise
 
@@ -33,7 +39,10 @@ class SearchResult:
 
 
 class DecayingGaussianNoise(ActionNoise):
-    """N(0, sigma) exploration; sigma shrinks by `decay` after each post-warm-up episode."""
+    """Truncated-normal exploration N(0, sigma) cut at 2 sigma, on the action's [0, 1] scale
+    (stable-baselines3 adds noise to actions rescaled to [-1, 1], hence the factor 2); zero
+    during the `warmup_episodes` random episodes, then shrinking by `decay` after each episode.
+    """
 
     def __init__(self, sigma: float, decay: float, warmup_episodes: int, seed: int) -> None:
         super().__init__()
@@ -42,12 +51,42 @@ class DecayingGaussianNoise(ActionNoise):
         self._rng = np.random.default_rng(seed)
 
     def __call__(self) -> np.ndarray:
-        return self._rng.normal(0.0, self.sigma, size=1).astype(np.float32)
+        if self.episode < self.warmup or self.sigma == 0:
+            return np.zeros(1, np.float32)
+        draw = self._rng.normal(0.0, self.sigma)
+        while abs(draw) > 2 * self.sigma:  # truncated normal: redraw the tails
+            draw = self._rng.normal(0.0, self.sigma)
+        return np.array([2.0 * draw], np.float32)  # [0, 1] scale -> the agent's [-1, 1] scale
 
     def reset(self) -> None:
         self.episode += 1
         if self.episode > self.warmup:
             self.sigma *= self.decay
+
+
+class CentredReward(gym.Wrapper):
+    """What the agent learns from: the episode's reward minus its moving average (AMC's
+    baseline), divided by a moving deviation, so that small accuracy differences between good
+    candidates are visible to the critic. The env keeps the raw rewards."""
+
+    def __init__(self, env: gym.Env, decay: float) -> None:
+        super().__init__(env)
+        self.decay = decay
+        self.mean: float | None = None
+        self.var = 0.0
+
+    def step(self, action):
+        obs, reward, done, truncated, info = self.env.step(action)
+        if done:
+            if self.mean is None:
+                self.mean = reward
+            deviation = reward - self.mean
+            self.var = self.decay * self.var + (1 - self.decay) * deviation**2
+            scale = max(self.var**0.5, 1e-3)
+            centred = deviation / scale
+            self.mean = self.decay * self.mean + (1 - self.decay) * reward
+            reward = float(np.clip(centred, -5.0, 5.0))
+        return obs, reward, done, truncated, info
 
 
 def _result(method: str, env: PruningEnv, start: float) -> SearchResult:
@@ -67,20 +106,30 @@ def search_ddpg(env: PruningEnv, cfg: AgentConfig, seed: int) -> SearchResult:
     """DDPG over `cfg.episodes` episodes (the first `warmup_episodes` with random actions)."""
     from stable_baselines3 import DDPG
 
+    class TwoRateDDPG(DDPG):
+        """DDPG whose actor and critic learn at their own rates."""
+
+        def _update_learning_rate(self, optimizers) -> None:
+            for optimizer, lr in ((self.actor.optimizer, cfg.actor_lr),
+                                  (self.critic.optimizer, cfg.critic_lr)):  # fmt: skip
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+
     start = time.perf_counter()
     env.episodes.clear()
     steps = len(env.units)
-    agent = DDPG(
+    agent = TwoRateDDPG(
         "MlpPolicy",
-        env,
-        learning_rate=cfg.learning_rate,
+        CentredReward(env, cfg.reward_decay),
+        learning_rate=cfg.critic_lr,
         buffer_size=max(cfg.episodes * steps, 100),
         learning_starts=cfg.warmup_episodes * steps,
         batch_size=cfg.batch_size,
         tau=cfg.tau,
-        gamma=1.0,  # the only reward is the episode's last
+        gamma=1.0,
+        n_steps=steps,  # Monte-Carlo targets: each step's return is its episode's reward
         train_freq=(1, "episode"),
-        gradient_steps=-1,
+        gradient_steps=cfg.updates_per_episode,
         action_noise=DecayingGaussianNoise(
             cfg.noise_sigma, cfg.noise_decay, cfg.warmup_episodes, seed
         ),
@@ -91,6 +140,31 @@ def search_ddpg(env: PruningEnv, cfg: AgentConfig, seed: int) -> SearchResult:
     )
     agent.learn(total_timesteps=cfg.episodes * steps)
     return _result("ddpg", env, start)
+
+
+def search_cem(env: PruningEnv, cfg: AgentConfig, seed: int) -> SearchResult:
+    """The cross-entropy method: rounds of `cem_population` candidates drawn per unit from
+    Gaussians over the action, refit to the best `cem_elite` share; `cfg.episodes` in all."""
+    start = time.perf_counter()
+    env.episodes.clear()
+    rng = np.random.default_rng(seed)
+    n = len(env.units)
+    mean, std = np.full(n, 0.5), np.full(n, 0.3)
+    done_episodes = 0
+    while done_episodes < cfg.episodes:
+        size = min(cfg.cem_population, cfg.episodes - done_episodes)
+        actions = np.clip(rng.normal(mean, std, size=(size, n)), 0.0, 1.0)
+        rewards = []
+        for row in actions:
+            env.reset(seed=int(rng.integers(2**31)))
+            for a in row:
+                env.step(np.array([a], np.float32))
+            rewards.append(env.episodes[-1]["reward"])
+        done_episodes += size
+        elite = actions[np.argsort(rewards)[::-1][: max(1, round(cfg.cem_elite * size))]]
+        mean = 0.3 * mean + 0.7 * elite.mean(0)  # smoothed refit, as in CEM for policy search
+        std = np.maximum(0.3 * std + 0.7 * elite.std(0), 0.02)
+    return _result("cem", env, start)
 
 
 def search_random(env: PruningEnv, episodes: int, seed: int) -> SearchResult:

@@ -83,7 +83,7 @@ def test_prune_meets_the_budget_and_keeps_the_input_contract(run_dir):
     assert abs(result.summary["achieved_params_ratio"] - params.prune.budget) <= 0.02
     assert pruned.inputs == teacher.inputs and pruned.provenance["role"] == PRUNED.name
     assert set(result.ratios) == {f"layer{i}.{j}" for i in (1, 2, 3, 4) for j in (0, 1)}
-    assert {row["method"] for row in result.search_history} == {"ddpg", "random", "uniform"}
+    assert {row["method"] for row in result.search_history} == {"ddpg", "cem", "random", "uniform"}
     assert not any("test" in key for key in result.summary)
 
 
