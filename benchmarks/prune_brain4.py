@@ -1,17 +1,22 @@
-"""Benchmark: LPB-RL (DDPG) against uniform and random ratios on the brain4-64 teacher.
+"""Benchmark: LPB-RL's search methods at equal cost on the brain4-64 teacher (issue protocol).
 
-    python benchmarks/prune_brain4.py [--seeds 0 1] [--budget 0.5] [--episodes 40] [--force]
+    python benchmarks/prune_brain4.py [--budgets 0.5 0.2] [--seeds 0 1 2] [--force]
 
-Each (method, seed) runs the prune stage's code path with `prune.search` set to the method:
-search (same number of proxy evaluations for DDPG and random), prune, fine-tune identically
-(`--finetune-epochs`, AdamW, same augmentation), then score on the test split. Writes
+For each budget, method (ddpg, cem, random, uniform) and search seed, the prune stage's code path
+runs with `prune.search` = method and `prune.search_seed` = seed: the same number of proxy
+evaluations (`--episodes`; uniform: 1) through the same env, then the returned candidate is
+fine-tuned identically (same epochs, optimizer, augmentation and fine-tune seed 0 for all) and
+scored on the 1,311 test images. Uniform has no randomness: it runs once per budget. Writes
 reports/bench/prune_brain4.json (+ .md) after every finished run; finished runs are skipped.
+Paired intervals: per test image, each method's correctness averaged over its seeds; 2,000
+bootstrap resamples of the images give the interval of ddpg's accuracy minus each other's.
 """
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
 from common import (
     RESULTS,
     WORK,
@@ -24,128 +29,157 @@ from common import (
     save_results,
 )
 
-from rcskd.config import EvaluateConfig, LatencyConfig
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.steps.evaluate import evaluate_model
+from rcskd.models import load_checkpoint
 from rcskd.steps.prune import run_prune
+from rcskd.train import predict_logits
 
-METHODS = ("ddpg", "random", "uniform")
+METHODS = ("ddpg", "cem", "random", "uniform")
+OUT = RESULTS / "prune_brain4.json"
+
+
+def test_correct(path, test) -> np.ndarray:
+    """Per test image: 1 if the checkpoint classifies it correctly."""
+    checkpoint = load_checkpoint(path)
+    logits = predict_logits(checkpoint.model, test.images, checkpoint.require_inputs().preprocess)
+    return (logits.argmax(1) == test.labels).numpy().astype(np.uint8)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--budget", type=float, default=0.5)
-    parser.add_argument("--episodes", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument(
-        "--proxy-data", default="train", choices=["train", "val"],
-        help="score candidates on held-out training images (default) or the validation split",
-    )  # fmt: skip
+        "--max-ratio",
+        type=float,
+        default=0.9,
+        help="most a block may lose (0.8 cannot reach budget 0.2 on ResNet-18)",
+    )
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-    out = RESULTS / f"prune_brain4{'' if args.budget == 0.5 else f'_b{args.budget}'}.json"
-    results = {"runs": {}} if args.force else load_results(out)
+    results = {"runs": []} if args.force else load_results(OUT)
+    if isinstance(results.get("runs"), dict):  # an older layout: start afresh
+        results = {"runs": []}
     prepared = prepared_brain4(brain4_params(0))
-    classes = load_meta(prepared)["classes"]
     test = load_splits(prepared)["test"]
+    assert load_meta(prepared)["counts"]["test"]["total"] == len(test.labels)
     teacher = brain4_teacher(0)
-    for seed in args.seeds:
-        for method in args.methods:
-            label = method if args.proxy_data == "train" else f"{method}-valproxy"
-            key = f"{label}/{seed}"
-            if key in results["runs"]:
-                print(f"{key}: done, skipped")
-                continue
-            params = brain4_params(
-                seed,
-                prune={
-                    "budget": args.budget,
-                    "search": method,
-                    "compare_baselines": False,
-                    "proxy": {"data": args.proxy_data},
-                    "agent": {"episodes": args.episodes, "warmup_episodes": args.warmup},
-                    "finetune": {"epochs": args.finetune_epochs, "balanced_sampling": True},
-                },
-            )
-            path = WORK / "brain4-64-seed0" / f"pruned_{label}_b{args.budget}_seed{seed}.pt"
-            result = run_prune(params, prepared, teacher, path, resume_path=f"{path}.resume")
-            report = result.summary
-            evaluation, _ = evaluate_model(
-                path, test, classes, EvaluateConfig(bootstrap=1000, gradcam_per_class=0,
-                                                    latency=LatencyConfig(repeats=10)), seed,
-            )  # fmt: skip
-            results["runs"][key] = {
-                "method": label,
-                "proxy_data": args.proxy_data,
-                "seed": seed,
-                "test_acc": evaluation["acc"],
-                "test_acc_ci95": evaluation["acc_ci95"],
-                "test_balanced_acc": evaluation["balanced_acc"],
-                "test_macro_f1": evaluation["macro_f1"],
-                "proxy_score": report["proxy_score"],
-                "finetune_val_acc": report["val_acc"],
-                "params_ratio": report["achieved_params_ratio"],
-                "flops_ratio": report["achieved_flops_ratio"],
-                "params": report["params"],
-                "search_seconds": report["search_wall_time_s"],
-                "wall_seconds": report["wall_time_s"],
-                "ratios": result.ratios,
-                "search_history": result.search_history,
-            }
-            results["provenance"] = provenance(params, prepared, args.seeds)
-            results["settings"] = {k: v for k, v in vars(args).items() if k != "methods"}
-            summarise(results)
-            save_results(out, results, markdown(results))
-            print(f"{key}: test acc {evaluation['acc']:.4f}, proxy {report['proxy_score']:.3f}")
+    done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
+    for budget in args.budgets:
+        for seed in args.seeds:
+            for method in args.methods:
+                if method == "uniform" and seed != args.seeds[0]:
+                    continue  # deterministic: one run per budget
+                if (budget, method, seed) in done:
+                    print(f"b{budget} {method} seed {seed}: done, skipped")
+                    continue
+                params = brain4_params(
+                    0,  # the fine-tune seed: identical for every candidate
+                    prune={
+                        "budget": budget,
+                        "max_ratio": args.max_ratio,
+                        "search": method,
+                        "search_seed": seed,
+                        "compare_baselines": False,
+                        "agent": {"episodes": args.episodes},
+                        "finetune": {"epochs": args.finetune_epochs, "balanced_sampling": True},
+                    },
+                )
+                path = WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
+                result = run_prune(params, prepared, teacher, path, resume_path=f"{path}.resume")
+                correct = test_correct(path, test)
+                report = result.summary
+                results["runs"].append({
+                    "budget": budget,
+                    "method": method,
+                    "seed": seed,
+                    "test_acc": float(correct.mean()),
+                    "test_correct": "".join(map(str, correct.tolist())),
+                    "proxy_score": report["proxy_score"],
+                    "best_episode": report["best_episode"],
+                    "finetune_val_acc": report["val_acc"],
+                    "params_ratio": report["achieved_params_ratio"],
+                    "flops_ratio": report["achieved_flops_ratio"],
+                    "search_s": report["search_wall_time_s"],
+                    "ratios": result.ratios,
+                    "search_history": result.search_history,
+                })  # fmt: skip
+                results["provenance"] = provenance(params, prepared, args.seeds)
+                results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}
+                summarise(results)
+                save_results(OUT, results, markdown(results))
+                print(f"b{budget} {method} seed {seed}: test acc {correct.mean():.4f}, "
+                      f"proxy {report['proxy_score']:.3f}")  # fmt: skip
 
 
 def summarise(results: dict) -> None:
-    summary = {}
-    for method in dict.fromkeys(r["method"] for r in results["runs"].values()):
-        runs = [r for r in results["runs"].values() if r["method"] == method]
-        if not runs:
+    """Per budget and method: mean +- std over seeds; paired intervals of ddpg minus each."""
+    summary: dict[str, dict] = {}
+    paired: dict[str, dict] = {}
+    rng = np.random.default_rng(0)
+    for budget in sorted({r["budget"] for r in results["runs"]}, reverse=True):
+        runs = [r for r in results["runs"] if r["budget"] == budget]
+        per_image = {}
+        for method in dict.fromkeys(r["method"] for r in runs):
+            mine = [r for r in runs if r["method"] == method]
+            acc = mean_std([r["test_acc"] for r in mine])
+            summary.setdefault(str(budget), {})[method] = {
+                "test_acc_mean": acc[0],
+                "test_acc_std": acc[1],
+                "n_seeds": len(mine),
+                "proxy_mean": mean_std([r["proxy_score"] for r in mine])[0],
+                "params_ratio": mean_std([r["params_ratio"] for r in mine])[0],
+                "flops_ratio": mean_std([r["flops_ratio"] for r in mine])[0],
+                "search_s": mean_std([r["search_s"] for r in mine])[0],
+            }
+            correct = np.array([[int(c) for c in r["test_correct"]] for r in mine], float)
+            per_image[method] = correct.mean(0)
+        if "ddpg" not in per_image:
             continue
-        acc = mean_std([r["test_acc"] for r in runs])
-        f1 = mean_std([r["test_macro_f1"] for r in runs])
-        summary[method] = {
-            "seeds": len(runs),
-            "test_acc_mean": acc[0],
-            "test_acc_std": acc[1],
-            "test_macro_f1_mean": f1[0],
-            "test_macro_f1_std": f1[1],
-            "proxy_score_mean": mean_std([r["proxy_score"] for r in runs])[0],
-            "params_ratio_mean": mean_std([r["params_ratio"] for r in runs])[0],
-            "flops_ratio_mean": mean_std([r["flops_ratio"] for r in runs])[0],
-            "search_seconds_mean": mean_std([r["search_seconds"] for r in runs])[0],
-        }
-    results["summary"] = summary
+        n = len(per_image["ddpg"])
+        draws = rng.integers(0, n, size=(2000, n))
+        for method, values in per_image.items():
+            if method == "ddpg":
+                continue
+            diff = per_image["ddpg"] - values
+            boot = diff[draws].mean(1)
+            paired.setdefault(str(budget), {})[f"ddpg-{method}"] = {
+                "mean_diff": float(diff.mean()),
+                "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+            }
+    results["summary"], results["paired"] = summary, paired
 
 
 def markdown(results: dict) -> str:
     s = results["settings"]
     lines = [
-        f"# LPB-RL vs uniform vs random ratios (brain4-64 ResNet-18 teacher, budget {s['budget']})",
+        "# LPB-RL search methods at equal cost (brain4-64 ResNet-18 teacher)",
         "",
-        f"Split: {results['provenance']['split']}. Each method: {s['episodes']} proxy-scored "
-        f"candidates (uniform: 1), then {s['finetune_epochs']} fine-tune epochs, identical for "
-        "all; test accuracy mean +- std over seeds. Proxy acc: on training images held out of "
-        "BN calibration (the teacher trained on them), or on the validation split for "
-        "`-valproxy` rows.",
+        f"Split: {results['provenance']['split']}; test = 1,311 images. Each method: "
+        f"{s['episodes']} proxy-scored candidates through the same env (uniform: 1), then the "
+        f"candidate is fine-tuned identically ({s['finetune_epochs']} epochs, fine-tune seed 0); "
+        f"a block may lose at most {s['max_ratio']} of its internal channels. "
+        "Test accuracy mean +- std over search seeds; paired 95% bootstrap interval (2,000 "
+        "resamples of the test images) of DDPG minus each method, correctness averaged over "
+        "seeds per image.",
         "",
-        "| method | seeds | test acc | macro-F1 | proxy acc | params kept | "
-        "FLOPs kept | search time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| budget | method | seeds | test acc | ddpg minus this (95% CI) | proxy acc | "
+        "params kept | FLOPs kept | search |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for method, m in results["summary"].items():
-        lines.append(
-            f"| {method} | {m['seeds']} | {m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f} | "
-            f"{m['test_macro_f1_mean']:.4f} +- {m['test_macro_f1_std']:.4f} | "
-            f"{m['proxy_score_mean']:.3f} | {m['params_ratio_mean']:.3f} | "
-            f"{m['flops_ratio_mean']:.3f} | {m['search_seconds_mean'] / 60:.1f} min |"
-        )
+    for budget, methods in results["summary"].items():
+        for method, m in methods.items():
+            pair = results["paired"].get(budget, {}).get(f"ddpg-{method}")
+            ci = (f"{100 * pair['mean_diff']:+.2f} ({100 * pair['ci95'][0]:+.2f} to "
+                  f"{100 * pair['ci95'][1]:+.2f}) pts" if pair else "-")  # fmt: skip
+            lines.append(
+                f"| {budget} | {method} | {m['n_seeds']} | {m['test_acc_mean']:.4f} +- "
+                f"{m['test_acc_std']:.4f} | {ci} | {m['proxy_mean']:.3f} | "
+                f"{m['params_ratio']:.3f} | {m['flops_ratio']:.3f} | {m['search_s'] / 60:.1f} min |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from common import (
     RESULTS,
@@ -99,7 +100,8 @@ def main() -> None:
     classes = load_meta(prepared)["classes"]
     test = load_splits(prepared)["test"]
     for seed in args.seeds:
-        if str(seed) in results["runs"] and not args.force:
+        # a result without its checkpoint (another machine's run) is trained again
+        if str(seed) in results["runs"] and Path(teacher_path(seed)).is_file() and not args.force:
             print(f"seed {seed}: done, skipped")
             continue
         teacher = dict(TEACHER, train=dict(TEACHER["train"], epochs=args.epochs))

@@ -197,6 +197,7 @@ class PruneConfig:
     round_to: int = field(default=1, metadata=bounds(1))  # kept channels: a multiple of this
     search: Literal["ddpg", "cem", "random", "uniform"] = "ddpg"  # whose ratios the student gets
     compare_baselines: bool = True  # also run the other methods, same number of evaluations
+    search_seed: int = field(default=-1, metadata=bounds(-1))  # -1: the global seed
     reward: Literal["accuracy", "error_log_resource"] = "accuracy"
     # FLOPs-aware search: a candidate keeping more than this share of the teacher's FLOPs loses
     # the excess from its reward (1.0 = no FLOPs constraint beside the `resource` budget)

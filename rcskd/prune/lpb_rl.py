@@ -112,14 +112,15 @@ def run_search(
         return reward
 
     env = PruningEnv(units, total, cfg.budget, cfg.resource, cfg.max_ratio, score)
+    seed = params.seed if cfg.search_seed < 0 else cfg.search_seed
     results: dict[str, SearchResult] = {}
     for method in methods:
         if method == "ddpg":
-            results[method] = search_ddpg(env, cfg.agent, params.seed)
+            results[method] = search_ddpg(env, cfg.agent, seed)
         elif method == "cem":
-            results[method] = search_cem(env, cfg.agent, params.seed)
+            results[method] = search_cem(env, cfg.agent, seed)
         elif method == "random":
-            results[method] = search_random(env, cfg.agent.episodes, params.seed)
+            results[method] = search_random(env, cfg.agent.episodes, seed)
         else:
             results[method] = search_uniform(env)
     bar.close()

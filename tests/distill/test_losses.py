@@ -14,7 +14,12 @@ from rcskd.distill.losses.fitnet import FitNetLoss
 from rcskd.distill.losses.kd import KDLoss
 from rcskd.distill.losses.rkd import RelationalKDLoss
 from rcskd.distill.losses.sp import SimilarityPreservingLoss
-from rcskd.distill.losses.tkd_ca import TKDCALoss, corrective_attention
+from rcskd.distill.losses.tkd_ca import (
+    TKDCALoss,
+    corrective_attention,
+    effective_attention,
+    weighted_position_distance,
+)
 from rcskd.registry import LOSSES
 
 G = torch.Generator().manual_seed(7)
@@ -251,3 +256,96 @@ def test_dkd_sg_embedding_nodes_go_through_an_adapter():
     value.backward()
     assert loss.adapter.weight.grad is not None and loss.adapter.weight.grad.abs().sum() > 0
     assert 0 <= value.item() <= 4
+
+
+def np_effective(f, g, kappa=1.0, eps=1e-6):
+    """The effective TKD-CA weights, sample by sample in NumPy."""
+    n, c, h, w = f.shape
+    alphas, betas, spatials = [], [], []
+    for i in range(n):
+        gm = g[i].reshape(c, -1).mean(1)
+        z = (gm - gm.mean()) / (gm.std() + eps)
+        alpha = c * np_softmax(kappa * z)
+        f1 = f[i] * alpha[:, None, None]
+        flat = f1.reshape(c, -1)
+        cv = flat.std(1) / (np.abs(flat.mean(1)) + eps)
+        beta = 1 / (1 + np.exp(-kappa * (cv - cv.mean()) / (cv.std() + eps)))
+        a = np.abs(f1).mean(0).reshape(-1)
+        za = (a - a.mean()) / (a.std() + eps)
+        alphas.append(alpha), betas.append(beta), spatials.append(np_softmax(kappa * za))
+    return np.array(alphas), np.array(betas), np.array(spatials)
+
+
+def test_effective_tkd_ca_golden_value():
+    alpha, beta, spatial = np_effective(F_T.numpy(), GRAD.numpy(), kappa=2.0)
+    got = effective_attention(F_T, GRAD, kappa=2.0)
+    for mine, theirs in zip(got, (alpha, beta, spatial), strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs, rtol=1e-9)
+    np.testing.assert_allclose(alpha.mean(1), 1.0)  # C * softmax: mean weight 1
+    w = alpha * beta
+    s, t = F_S.numpy(), F_T.numpy()
+    expected = np.mean([
+        sum(spatial[i, y * 4 + x] * (1 - np_cos(w[i] * s[i, :, y, x], w[i] * t[i, :, y, x]))
+            for y in range(4) for x in range(4))
+        for i in range(5)
+    ])  # fmt: skip
+    loss = TKDCALoss({"stage4": 1.0}, {"stage4": 3}, {"stage4": 3}, variant="effective",
+                     kappa=2.0)  # fmt: skip
+    value = loss(
+        outs(S_LOGITS, {"stage4": F_S}), outs(T_LOGITS, {"stage4": F_T}, {"stage4": GRAD}), LABELS
+    )
+    assert value.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_part_of_effective_tkd_ca_steers_the_student_gradient():
+    """Removing alpha, beta or the spatial weights turns the gradient w.r.t. the student's
+    feature (cosine < 0.99): each reaches the loss."""
+    g = torch.Generator().manual_seed(3)
+    teacher = torch.relu(torch.randn(4, 32, 8, 8, generator=g, dtype=torch.float64))
+    grad = torch.randn(4, 32, 8, 8, generator=g, dtype=torch.float64)
+    student = torch.relu(torch.randn(4, 32, 8, 8, generator=g, dtype=torch.float64))
+    alpha, beta, spatial = effective_attention(teacher, grad)
+
+    def direction(w, s):
+        x = student.clone().requires_grad_(True)
+        weighted_position_distance(x, teacher, w, s).backward()
+        return x.grad.flatten()
+
+    full = direction(alpha * beta, spatial)
+    uniform = torch.full_like(spatial, 1 / spatial.shape[1])
+    for name, w, s in (("alpha", beta, spatial), ("beta", alpha, spatial),
+                       ("s", alpha * beta, uniform)):  # fmt: skip
+        cos = torch.nn.functional.cosine_similarity(full, direction(w, s), dim=0)
+        assert cos < 0.99, f"removing {name}: cosine {cos:.4f}"
+
+
+def test_reference_tkd_ca_spatial_factor_is_inert_as_documented():
+    """The reference formula's spatial weight is one positive factor per position, which a
+    per-position cosine ignores (the reason for the effective variant)."""
+    f1 = F_T * torch.rand(5, 3, 1, 1, generator=G, dtype=torch.float64)
+    positive = torch.rand(5, 1, 4, 4, generator=G, dtype=torch.float64) + 0.1
+    from rcskd.distill.losses.tkd_ca import channel_cosine_distance
+
+    assert channel_cosine_distance(F_S, f1 * positive).item() == pytest.approx(
+        channel_cosine_distance(F_S, f1).item(), rel=1e-12
+    )
+    wide = torch.randn(2, 256, 4, 4, generator=G, dtype=torch.float64) * 1e-3
+    from rcskd.distill.losses.tkd_ca import enhanced_channel_weights
+
+    weights = enhanced_channel_weights(wide)
+    assert float(weights.max() / weights.min()) < 1.001  # ~1/C each: no channel stands out
+
+
+@pytest.mark.parametrize("axis", ["sample", "batch"])
+def test_dkd_sg_node_term_on_either_axis(axis):
+    s, t = S_LOGITS.numpy(), T_LOGITS.numpy()
+    ns = s / np.linalg.norm(s, axis=1, keepdims=True)
+    nt = t / np.linalg.norm(t, axis=1, keepdims=True)
+    off = ~np.eye(5, dtype=bool)
+    edge_term = 1 - np_cos((ns @ ns.T)[off], (nt @ nt.T)[off])
+    if axis == "sample":  # one cosine per sample, over its classes
+        node_term = 1 - np.mean([np_cos(ns[i], nt[i]) for i in range(5)])
+    else:  # the reference: one cosine per class, over the batch
+        node_term = 1 - np.mean([np_cos(ns[:, d], nt[:, d]) for d in range(4)])
+    got = DKDSGLoss("logits", 4, 4, node_axis=axis)(outs(S_LOGITS), outs(T_LOGITS), LABELS)
+    assert got.item() == pytest.approx(edge_term + node_term, rel=1e-9)

@@ -52,7 +52,7 @@ Y = torch.tensor([0, 1, 2, 3, 0, 1])
 def test_teacher_feature_gradient_is_d_target_logit_d_feature(target):
     torch.manual_seed(0)
     teacher, student = LinearHeadNet(), LinearHeadNet()
-    cfg = with_method("tkd_ca", tkd_ca={"target": target})
+    cfg = with_method("tkd_ca", tkd_ca={"target": target, "taps": {"stage4": 1.0}})
     objective = build_objective("tkd_ca", cfg, teacher, student, (1, 16, 16))
     t = objective.teacher_outputs(X, Y)
     chosen = Y if target == "label" else teacher(X).argmax(1)
@@ -84,11 +84,11 @@ def test_teacher_gets_no_gradient_and_keeps_its_statistics(method):
 
 
 def test_adapters_bridge_pruned_channels_and_get_gradients():
-    teacher, student = tiny(0.25), tiny(0.125)  # 128 vs 64 channels at stage4
+    teacher, student = tiny(0.25), tiny(0.125)  # 64 vs 32 channels at stage3 (the default tap)
     objective = build_objective("tkd_ca", ALL, teacher, student, (1, 16, 16))
-    adapter = objective.losses["tkd_ca"].adapters["stage4"]
+    adapter = objective.losses["tkd_ca"].adapters["stage3"]
     assert isinstance(adapter[0], nn.Conv2d)
-    assert (adapter[0].in_channels, adapter[0].out_channels) == (64, 128)
+    assert (adapter[0].in_channels, adapter[0].out_channels) == (32, 64)
     _, terms = objective(student, X, Y)
     terms["tkd_ca"].backward()
     assert adapter[0].weight.grad is not None and adapter[0].weight.grad.abs().sum() > 0
@@ -97,7 +97,7 @@ def test_adapters_bridge_pruned_channels_and_get_gradients():
 
 def test_equal_channels_need_no_adapter():
     objective = build_objective("tkd_ca", ALL, tiny(0.25), tiny(0.25), (1, 16, 16))
-    assert isinstance(objective.losses["tkd_ca"].adapters["stage4"], nn.Identity)
+    assert isinstance(objective.losses["tkd_ca"].adapters["stage3"], nn.Identity)
     objective.close()
 
 

@@ -7,7 +7,10 @@ student's graph uses the same edges, so the two edge-weight vectors align). `pro
 smooths the nodes over their own graph with parameter-free GCN normalisation before they are
 compared, so neighbourhood structure counts in the node term.
 
-L = (1 - cosine(edge weights S, edge weights T)) + (1 - mean_i cosine(node S_i, node T_i)).
+L = (1 - cosine(edge weights S, edge weights T)) + node term. The node term compares node
+vectors per sample over their features (`node_axis: sample`: 1 - mean_i cos(S_i, T_i)) or, as
+the reference code does (`cosine_similarity(x.unsqueeze(0), y.unsqueeze(0))`, util1.py:41), per
+feature over the batch (`node_axis: batch`: 1 - mean_d cos(S[:, d], T[:, d])).
 A linear adapter (part of the loss) maps student embeddings to the teacher's size.
 """
 
@@ -73,6 +76,7 @@ class DkdConfig(TermConfig):
     embed_tap: str = "pool"  # the embedding tap when node = embedding
     knn: int = field(default=0, metadata=bounds(0))  # edges to the k nearest; 0 = all pairs
     propagate: int = field(default=0, metadata=bounds(0))  # parameter-free propagation steps
+    node_axis: Literal["sample", "batch"] = "sample"  # batch: the reference code's cosine axis
 
 
 @LOSSES.register("dkd_sg")
@@ -89,9 +93,11 @@ class DKDSGLoss(DistillLoss):
         knn: int = 0,
         steps: int = 0,
         embed_tap: str = "pool",
+        node_axis: str = "sample",
     ) -> None:
         super().__init__()
         self.node, self.knn, self.steps, self.embed_tap = node, knn, steps, embed_tap
+        self.node_axis = node_axis
         self.taps = (embed_tap,) if node == "embedding" else ()
         self.adapter = linear_adapter(student_dim, teacher_dim)
 
@@ -101,7 +107,7 @@ class DKDSGLoss(DistillLoss):
             dims = flat_dim(shapes.student[cfg.embed_tap]), flat_dim(shapes.teacher[cfg.embed_tap])
         else:
             dims = shapes.classes, shapes.classes
-        return cls(cfg.node, *dims, cfg.knn, cfg.propagate, cfg.embed_tap)
+        return cls(cfg.node, *dims, cfg.knn, cfg.propagate, cfg.embed_tap, cfg.node_axis)
 
     def nodes(self, out: Outputs) -> Tensor:
         """Per-sample node vectors (N, D) of one model."""
@@ -122,5 +128,6 @@ class DKDSGLoss(DistillLoss):
         if self.steps > 0:
             x_s = propagate(x_s, edges, g_s.edge_weight, self.steps)
             x_t = propagate(x_t, edges, g_t.edge_weight, self.steps)
-        node_term = 1 - F.cosine_similarity(x_s, x_t, dim=1, eps=1e-8).mean()
+        axis = 1 if self.node_axis == "sample" else 0
+        node_term = 1 - F.cosine_similarity(x_s, x_t, dim=axis, eps=1e-8).mean()
         return edge_term + node_term
