@@ -36,7 +36,7 @@ from rcskd.metrics.classification import summary_scores
 from rcskd.metrics.complexity import count_flops, count_params, measure_latency
 from rcskd.models import load_checkpoint
 from rcskd.steps.distill import run_distill
-from rcskd.train import predict_logits
+from rcskd.train import RunOptions, predict_logits
 
 # The baselines are params.yaml's; rc_skd = TKD-CA then DKD-SG; rc_skd_joint = both at once.
 BASELINES = tuple(load_params(REPO / "params.yaml").distill.baselines)
@@ -90,7 +90,7 @@ def main() -> None:
                 continue
             path = work / f"{method}_seed{seed}.pt"
             result = run_distill(
-                params, name, prepared, teacher, start, path, resume_path=f"{path}.resume"
+                params, name, prepared, teacher, start, path, RunOptions(f"{path}.resume")
             )
             report = {**result.summary, **test_scores(path, load_splits(prepared)["test"])}
             results["runs"][key] = {

@@ -32,7 +32,7 @@ from common import (
 from rcskd.data.dataset import load_meta, load_splits
 from rcskd.models import load_checkpoint
 from rcskd.steps.prune import run_prune
-from rcskd.train import predict_logits
+from rcskd.train import RunOptions, predict_logits
 
 METHODS = ("ddpg", "cem", "random", "uniform")
 OUT = RESULTS / "prune_brain4.json"
@@ -89,7 +89,7 @@ def main() -> None:
                     },
                 )
                 path = WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
-                result = run_prune(params, prepared, teacher, path, resume_path=f"{path}.resume")
+                result = run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
                 correct = test_correct(path, test)
                 report = result.summary
                 results["runs"].append({

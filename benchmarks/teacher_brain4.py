@@ -31,6 +31,7 @@ from rcskd.data.dataset import load_meta, load_splits
 from rcskd.io import write_bytes_atomic
 from rcskd.steps.evaluate import evaluate_model
 from rcskd.steps.teacher import train_teacher
+from rcskd.train import RunOptions
 
 TEACHER = {
     "arch": "resnet18",
@@ -108,7 +109,7 @@ def main() -> None:
         params = brain4_params(seed, teacher=teacher)
         start = time.perf_counter()
         path = teacher_path(seed)
-        result = train_teacher(params, prepared, path, resume_path=path + ".resume")
+        result = train_teacher(params, prepared, path, RunOptions(path + ".resume"))
         report = {**result.summary, "history": result.history}
         cfg = EvaluateConfig(bootstrap=2000)
         evaluation, figures = evaluate_model(path, test, classes, cfg, seed)

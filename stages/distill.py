@@ -16,6 +16,7 @@ from common import log_epochs, run_stage, stage_parser, tracked, write_training
 from rcskd.config import as_dict
 from rcskd.roles import RC_SKD_STAGES
 from rcskd.steps.distill import run_distill
+from rcskd.train import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         with tracked(stage, section) as tracker:
             result = run_distill(
                 params, args.method, args.prepared, args.teacher, args.student, args.out,
-                args.resume, on_epoch=log_epochs(tracker),
+                RunOptions(args.resume, log_epochs(tracker)),
             )  # fmt: skip
             write_training(result, args.report, args.curve, tracker)
 

@@ -9,6 +9,7 @@ from common import is_main, log_epochs, run_stage, stage_parser, tracked, write_
 from rcskd.config import as_dict
 from rcskd.io import write_csv_atomic, write_json_atomic
 from rcskd.steps.prune import run_prune
+from rcskd.train import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.prune)}
         with tracked("prune", section) as tracker:
             result = run_prune(
-                params, args.prepared, args.teacher, args.out, args.resume,
-                on_epoch=log_epochs(tracker),
+                params, args.prepared, args.teacher, args.out,
+                RunOptions(args.resume, log_epochs(tracker)),
             )  # fmt: skip
             if is_main():
                 write_csv_atomic(args.search_log, result.search_history)

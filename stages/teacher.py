@@ -8,6 +8,7 @@ from common import log_epochs, run_stage, stage_parser, tracked, write_training
 
 from rcskd.config import as_dict
 from rcskd.steps.teacher import train_teacher
+from rcskd.train import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.teacher)}
         with tracked("teacher", section) as tracker:
             result = train_teacher(
-                params, args.prepared, args.out, args.resume, on_epoch=log_epochs(tracker)
+                params, args.prepared, args.out, RunOptions(args.resume, log_epochs(tracker))
             )
             write_training(result, args.report, args.curve, tracker)
 

@@ -8,7 +8,6 @@ so that their results differ only by the objective, which `distill.methods` defi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,7 +18,14 @@ from rcskd.distill import build_objective, method_terms
 from rcskd.io import file_digest, run_fingerprint
 from rcskd.metrics.complexity import count_params
 from rcskd.models import load_checkpoint
-from rcskd.train import TrainJob, TrainResult, resolve_device, train_and_save
+from rcskd.train import (
+    DEFAULT_RUN,
+    RunOptions,
+    TrainJob,
+    TrainResult,
+    resolve_device,
+    train_and_save,
+)
 
 
 def run_distill(
@@ -29,9 +35,7 @@ def run_distill(
     teacher_path: str | Path,
     student_path: str | Path,
     model_out: str | Path,
-    resume_path: str | Path | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    show_progress: bool = True,
+    run: RunOptions = DEFAULT_RUN,
 ) -> TrainResult:
     """Train the student at `student_path` with `method` against the teacher; save and report.
 
@@ -64,9 +68,7 @@ def run_distill(
             meta["fingerprint"],
         ),  # fmt: skip
         desc=method,
-        resume_path=resume_path,
-        show_progress=show_progress,
-        on_epoch=on_epoch,
+        run=run,
         sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,15 @@ from rcskd.prune.apply import prune_blocks
 from rcskd.prune.env import unit_ratios_to_blocks
 from rcskd.prune.lpb_rl import rerank_with_finetune, run_search
 from rcskd.roles import PRUNED
-from rcskd.train import CrossEntropy, TrainJob, TrainResult, resolve_device, train_and_save
+from rcskd.train import (
+    DEFAULT_RUN,
+    CrossEntropy,
+    RunOptions,
+    TrainJob,
+    TrainResult,
+    resolve_device,
+    train_and_save,
+)
 
 
 @dataclass
@@ -34,9 +41,7 @@ def run_prune(
     prepared: str | Path,
     teacher_path: str | Path,
     model_out: str | Path,
-    resume_path: str | Path | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    show_progress: bool = True,
+    run: RunOptions = DEFAULT_RUN,
 ) -> PruneResult:
     """Search, prune, fine-tune and save the student (validation scores only)."""
     start = time.perf_counter()
@@ -50,7 +55,7 @@ def run_prune(
     model = teacher.model
     device = resolve_device(params.device)
     results, blocks, units, _ = run_search(
-        params, model, splits, inputs.preprocess, shape, show_progress, device
+        params, model, splits, inputs.preprocess, shape, run.show_progress, device
     )
     search_seconds = time.perf_counter() - start
     chosen = results[cfg.search]
@@ -75,9 +80,7 @@ def run_prune(
             meta["fingerprint"],
         ),  # fmt: skip
         desc="prune fine-tune",
-        resume_path=resume_path,
-        show_progress=show_progress,
-        on_epoch=on_epoch,
+        run=run,
         sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,16 +13,22 @@ from rcskd.data.transforms import fit_preprocess
 from rcskd.io import run_fingerprint
 from rcskd.models import InputSpec, ModelSpec, build_model, load_pretrained
 from rcskd.roles import TEACHER
-from rcskd.train import CrossEntropy, TrainJob, TrainResult, resolve_device, train_and_save
+from rcskd.train import (
+    DEFAULT_RUN,
+    CrossEntropy,
+    RunOptions,
+    TrainJob,
+    TrainResult,
+    resolve_device,
+    train_and_save,
+)
 
 
 def train_teacher(
     params: Params,
     prepared: str | Path,
     model_out: str | Path,
-    resume_path: str | Path | None = None,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
-    show_progress: bool = True,
+    run: RunOptions = DEFAULT_RUN,
 ) -> TrainResult:
     """Train `params.teacher` on `prepared`; save the best-on-validation model to `model_out`.
 
@@ -45,9 +50,7 @@ def train_teacher(
         device=device,
         fingerprint=run_fingerprint(as_dict(cfg), params.seed, meta["fingerprint"], params.device),
         desc=TEACHER.name,
-        resume_path=resume_path,
-        show_progress=show_progress,
-        on_epoch=on_epoch,
+        run=run,
         sync_batchnorm=params.distributed.sync_batchnorm,
     )
     provenance = {"role": TEACHER.name, "data_fingerprint": meta["fingerprint"]}

@@ -5,13 +5,15 @@ from rcskd.train.batches import Batches
 from rcskd.train.loop import FitResult, TrainingError, evaluate, fit, predict_logits
 from rcskd.train.objective import CrossEntropy, Objective
 from rcskd.train.optim import build_optimizer, lr_factor, resolve_device
-from rcskd.train.run import TrainJob, TrainResult, train_and_save
+from rcskd.train.run import DEFAULT_RUN, RunOptions, TrainJob, TrainResult, train_and_save
 
 __all__ = [
+    "DEFAULT_RUN",
     "Batches",
     "CrossEntropy",
     "FitResult",
     "Objective",
+    "RunOptions",
     "TensorSplit",
     "TrainJob",
     "TrainResult",

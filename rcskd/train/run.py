@@ -34,6 +34,19 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How a training step runs, beside what it trains: its resume file, a per-epoch callback
+    (the stage logs each epoch to MLflow) and the progress bar."""
+
+    resume_path: str | Path | None = None
+    on_epoch: Callable[[dict[str, float]], None] | None = None
+    show_progress: bool = True
+
+
+DEFAULT_RUN = RunOptions()  # no resume file, no callback, a progress bar
+
+
+@dataclass(frozen=True)
 class TrainJob:
     """Where and how a run trains: settings, seed, device and its resume identity."""
 
@@ -42,9 +55,7 @@ class TrainJob:
     device: torch.device
     fingerprint: str
     desc: str
-    resume_path: str | Path | None = None
-    show_progress: bool = True
-    on_epoch: Callable[[dict[str, float]], None] | None = None
+    run: RunOptions = DEFAULT_RUN
     sync_batchnorm: bool = False  # under torchrun: batch statistics over all processes
 
 
@@ -69,11 +80,11 @@ def train_and_save(
         preprocess,
         seed=job.seed,
         device=job.device,
-        resume_path=job.resume_path,
+        resume_path=job.run.resume_path,
         fingerprint=job.fingerprint,
         desc=job.desc,
-        show_progress=job.show_progress,
-        on_epoch=job.on_epoch,
+        show_progress=job.run.show_progress,
+        on_epoch=job.run.on_epoch,
         sync_batchnorm=job.sync_batchnorm,
     )
     val = evaluate(model, splits["val"], preprocess, max(job.cfg.batch_size, 128), job.device)

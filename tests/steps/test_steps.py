@@ -22,6 +22,7 @@ from rcskd.steps.prepare import run_prepare
 from rcskd.steps.prune import run_prune
 from rcskd.steps.report import ReportSources, make_report
 from rcskd.steps.teacher import train_teacher
+from rcskd.train import RunOptions
 from tests.repo_copy import TINY as REPO_TINY
 
 # The pipeline tests' tiny settings, with one baseline and RC-SKD's methods at their defaults.
@@ -42,13 +43,14 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("steps")
     params = params_from_dict(TINY)
     prepared = run_prepare(params, root / "prepared", show_progress=False)
-    teacher = train_teacher(params, prepared.out_dir, root / "teacher.pt", show_progress=False)
+    quiet = RunOptions(show_progress=False)
+    teacher = train_teacher(params, prepared.out_dir, root / "teacher.pt", quiet)
     pruned = run_prune(params, prepared.out_dir, teacher.checkpoint, root / "pruned.pt",
-                       show_progress=False)  # fmt: skip
+                       quiet)  # fmt: skip
     tkd = run_distill(params, "tkd_ca", prepared.out_dir, teacher.checkpoint, pruned.checkpoint,
-                      root / "student_tkd.pt", show_progress=False)  # fmt: skip
+                      root / "student_tkd.pt", quiet)  # fmt: skip
     final = run_distill(params, "dkd_sg", prepared.out_dir, teacher.checkpoint, tkd.checkpoint,
-                        root / "student.pt", show_progress=False)  # fmt: skip
+                        root / "student.pt", quiet)  # fmt: skip
     return root, params, {"prepare": prepared, "teacher": teacher, "prune": pruned,
                           "tkd_ca": tkd, "dkd_sg": final}  # fmt: skip
 
@@ -152,7 +154,8 @@ def test_a_new_baseline_is_one_registered_loss_and_one_params_entry(run_dir, mon
     params = params_from_dict(raw)
     out = root / "baselines" / "logit_match.pt"
     result = run_distill(params, "logit_match", root / "prepared", results["teacher"].checkpoint,
-                         results["prune"].checkpoint, out, show_progress=False)  # fmt: skip
+                         results["prune"].checkpoint, out,
+                         RunOptions(show_progress=False))  # fmt: skip
     assert result.summary["terms"] == {"ce": 1.0, "logit_match": 0.5}
     assert "train_logit_match" in result.history[0]
     evaluation = evaluate_models(params, root / "prepared", [root / "teacher.pt", out],
