@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,9 @@ from rcskd.config import Params, as_dict, params_from_dict  # noqa: E402
 from rcskd.data.dataset import load_meta  # noqa: E402
 from rcskd.data.prepare import prepare  # noqa: E402
 from rcskd.io import write_json_atomic, write_text_atomic  # noqa: E402
+from rcskd.models import load_checkpoint  # noqa: E402
 from rcskd.tracking import git_commit  # noqa: E402
+from rcskd.train import predict_logits  # noqa: E402
 
 BRAIN4 = (REPO.parent / "shared" / "data" / "brain-tumor-mri").resolve()
 WORK = REPO / ".bench"
@@ -99,3 +102,20 @@ def brain4_teacher(seed: int = 0) -> Path:
     if not path.is_file():
         sys.exit(f"{path} missing: run `python benchmarks/teacher_brain4.py --seeds {seed}` first")
     return path
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0):
+    """Mean of a - b and its 95% percentile-bootstrap interval, resampling the same test
+    images for both (a, b: per-image correctness, possibly averaged over seeds)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    draws = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))
+    boot = diff[draws].mean(1)
+    return float(diff.mean()), [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
+
+
+def correctness(path: Path, split) -> np.ndarray:
+    """Per image of `split`: 1 where the checkpoint at `path` classifies it correctly."""
+    checkpoint = load_checkpoint(path)
+    preprocess = checkpoint.require_inputs().preprocess
+    logits = predict_logits(checkpoint.model, split.images, preprocess)
+    return (logits.argmax(1) == split.labels).numpy().astype(np.uint8)

@@ -1,30 +1,37 @@
-"""Benchmark: RC-SKD (TKD-CA then DKD-SG) against every distillation baseline on brain4-64.
+"""Benchmark: RC-SKD against every distillation baseline, fairly (brain4-64 protocol).
 
-    python benchmarks/distill_brain4.py [--seeds 0 1 2] [--epochs 2] [--force]
+    python benchmarks/distill_brain4.py --select              # choose weights on validation
+    python benchmarks/distill_brain4.py [--budgets 0.5 0.2] [--seeds 0 1 2 3 4] [--epochs 4]
 
-All methods start from the same pruned student (the brain4-64 ResNet-18 teacher pruned by
-LPB-RL/DDPG at budget 0.5, from prune_brain4.py) and train with the same settings
-(`distill.train`: epochs, AdamW, augmentation, balanced sampling) and seed; only the loss differs.
-RC-SKD's DKD-SG step starts from that seed's TKD-CA student, as in the pipeline, so it trains
-twice as many epochs in total; `rc_skd_joint` (both losses at once, one run) is the
-equal-epoch variant. Results go to reports/bench/distill_brain4.json (+ .md) after every run;
-finished (method, seed) runs are skipped, and an interrupted run resumes from its last epoch.
+Every method starts from the same pruned student of each budget (the DDPG candidate of
+`prune_brain4.py`, search seed 0), is distilled from the same protocol teacher (ResNet-18 width
+1.0) and trains the same total number of epochs with the same optimizer, augmentation and seed
+set: RC-SKD's two stages (TKD-CA, then DKD-SG) share the budget half and half, the joint variant
+and every baseline get it whole. Ablations: TKD-CA effective vs reference, DKD-SG alone, joint.
+`--select` first runs a small documented grid (TKD-CA weight x kappa x taps, DKD-SG weight) at
+budget 0.5, seed 0, and keeps the best on the validation split; the test split is only scored.
+Resumable: every finished (budget, method, seed) is kept in reports/bench/distill_brain4.json,
+with per-image test correctness for the paired bootstrap (RC-SKD minus each other method).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import itertools
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from common import (
     REPO,
     RESULTS,
     WORK,
     brain4_params,
     brain4_teacher,
+    correctness,
     load_results,
     mean_std,
+    paired_interval,
     prepared_brain4,
     provenance,
     save_results,
@@ -32,151 +39,174 @@ from common import (
 
 from rcskd.config import load_params
 from rcskd.data.dataset import load_splits
-from rcskd.metrics.classification import summary_scores
-from rcskd.metrics.complexity import count_flops, count_params, measure_latency
-from rcskd.models import load_checkpoint
 from rcskd.steps.distill import run_distill
-from rcskd.train import RunOptions, predict_logits
+from rcskd.train import RunOptions
 
-# The baselines are params.yaml's; rc_skd = TKD-CA then DKD-SG; rc_skd_joint = both at once.
-BASELINES = tuple(load_params(REPO / "params.yaml").distill.baselines)
-METHODS = (*BASELINES, "tkd_ca", "rc_skd", "rc_skd_joint")
-
-
-def settings_for(method: str, seed: int, epochs: int):
-    """(params, rcskd method name) of one benchmark run (methods as in params.yaml)."""
-    train = {"epochs": epochs, "balanced_sampling": True, "lr": 5e-4}
-    params = brain4_params(seed, distill={"train": train})
-    return params, {"rc_skd": "dkd_sg"}.get(method, method)
+OUT = RESULTS / "distill_brain4.json"
+BASELINES = {m: load_params(REPO / "params.yaml").distill.methods[m]
+             for m in load_params(REPO / "params.yaml").distill.baselines}  # fmt: skip
+# The validation grid of --select (budget 0.5, seed 0).
+TKD_GRID = {"weight": [1.0, 3.0, 10.0], "kappa": [0.5, 1.0, 2.0],
+            "taps": [{"stage3": 1.0}, {"stage3": 1.0, "stage4": 1.0}]}  # fmt: skip
+DKD_GRID = {"weight": [1.0, 5.0, 10.0]}
 
 
-def test_scores(path: Path, test) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro-F1 of a checkpoint on the test split."""
-    checkpoint = load_checkpoint(path)
-    logits = predict_logits(checkpoint.model, test.images, checkpoint.require_inputs().preprocess)
-    scores = summary_scores(test.labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
-    return {f"test_{k}": v for k, v in scores.items()}
+def plans(tkd: dict[str, Any], dkd: dict[str, Any]) -> dict[str, list[tuple[str, dict, float]]]:
+    """Benchmark method -> its stages: (rcskd method name, its terms, share of the epochs)."""
+    reference = {**tkd, "variant": "reference"}
+    out = {name: [(name, terms, 1.0)] for name, terms in BASELINES.items()}
+    out.update({
+        "tkd_ca": [("tkd_ca", {"tkd_ca": tkd}, 1.0)],
+        "tkd_ca_reference": [("tkd_ca", {"tkd_ca": reference}, 1.0)],
+        "dkd_sg": [("dkd_sg", {"dkd_sg": dkd}, 1.0)],
+        "rc_skd": [("tkd_ca", {"tkd_ca": tkd}, 0.5), ("dkd_sg", {"dkd_sg": dkd}, 0.5)],
+        "rc_skd_joint": [("rc_skd_joint", {"tkd_ca": tkd, "dkd_sg": dkd}, 1.0)],
+    })  # fmt: skip
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument(
-        "--pruned", default=str(WORK / "brain4-64-seed0" / "pruned_ddpg_b0.5_seed0.pt")
-    )
-    parser.add_argument("--force", action="store_true")
-    args = parser.parse_args()
-    out = RESULTS / "distill_brain4.json"
-    results = {"runs": {}} if args.force else load_results(out)
-    prepared = prepared_brain4(brain4_params(0))  # the data split is fixed (seed 0)
-    teacher = brain4_teacher(0)
-    work = WORK / "brain4-64-seed0" / "distill"
-    work.mkdir(parents=True, exist_ok=True)
-    if not Path(args.pruned).exists():
-        sys.exit(f"{args.pruned} missing: run `python benchmarks/prune_brain4.py --seeds 0` first")
-    reference(results, teacher, args.pruned, prepared)
-    for seed in args.seeds:
-        for method in args.methods:
-            key = f"{method}/{seed}"
-            if key in results["runs"]:
-                print(f"{key}: done, skipped")
-                continue
-            params, name = settings_for(method, seed, args.epochs)
-            start = work / f"tkd_ca_seed{seed}.pt" if method == "rc_skd" else args.pruned
-            if method == "rc_skd" and not start.exists():
-                print(f"{key}: needs tkd_ca/{seed} first, skipped")
-                continue
-            path = work / f"{method}_seed{seed}.pt"
-            result = run_distill(
-                params, name, prepared, teacher, start, path, RunOptions(f"{path}.resume")
-            )
-            report = {**result.summary, **test_scores(path, load_splits(prepared)["test"])}
-            results["runs"][key] = {
-                "method": method,
-                "seed": seed,
-                **{k: report[k] for k in ("test_acc", "test_balanced_acc", "test_macro_f1")},
-                "val_acc": report["val_acc"],
-                "terms": report["terms"],
-                "epochs": args.epochs * (2 if method == "rc_skd" else 1),
-                "train_seconds": report["train_seconds"],
-                "history": result.history,
-            }
-            results["provenance"] = provenance(params, prepared, args.seeds)
-            results["settings"] = {"epochs": args.epochs, "pruned": args.pruned}
-            summarise(results)
-            save_results(out, results, markdown(results))
-            print(f"{key}: test acc {report['test_acc']:.4f}")
-    if "settings" in results:  # also when everything was done: a re-measured reference is kept
-        summarise(results)
-        save_results(out, results, markdown(results))
+def train(method: str, stages, budget: float, seed: int, epochs: int, start: Path, prepared,
+          teacher: Path, tag: str) -> Path:  # fmt: skip
+    """Run a method's stages from `start`; return the final checkpoint."""
+    path = start
+    for k, (name, terms, share) in enumerate(stages):
+        stage_epochs = max(1, round(epochs * share))
+        params = brain4_params(
+            seed,
+            distill={
+                "train": {"epochs": stage_epochs, "balanced_sampling": True, "lr": 5e-4},
+                "methods": {name: terms},
+            },
+        )
+        out = WORK / "brain4-64-seed0" / "distill" / f"{tag}_{method}_{k}_b{budget}_s{seed}.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_distill(params, name, prepared, teacher, path, out, RunOptions(f"{out}.resume"))
+        path = out
+    return path
 
 
-def reference(results: dict, teacher: str, pruned: str, prepared: Path) -> None:
-    """Test accuracy, size, FLOPs and CPU latency of the teacher and the starting student."""
-    if "models" in results:
-        return
-    shape = (1, 64, 64)
-    test = load_splits(prepared)["test"]
-    models = {}
-    for role, path in (("teacher", teacher), ("student", pruned)):
-        checkpoint = load_checkpoint(path)
-        model = checkpoint.model
-        logits = predict_logits(model, test.images, checkpoint.require_inputs().preprocess)
-        acc = float((logits.argmax(1) == test.labels).float().mean())
-        latency = measure_latency(model, shape, [1, 32], threads=2, repeats=20, warmup=3)
-        models[role] = {
-            "test_acc": acc,
-            "params": count_params(model),
-            "flops": count_flops(model, shape),
-            "latency_ms": {f"b{b}": round(v["median_ms"], 3) for b, v in latency.items()},
-        }
-    results["models"] = models
+def select(results: dict, epochs: int, prepared, teacher: Path, start: Path) -> None:
+    """Pick TKD-CA's and DKD-SG's settings on the validation split (budget 0.5, seed 0)."""
+    val = load_splits(prepared)["val"]
+    scores = results.setdefault("selection_runs", {})
+    for weight, kappa, taps in itertools.product(*TKD_GRID.values()):
+        tkd = {"weight": weight, "kappa": kappa, "taps": taps}
+        key = f"tkd_ca {tkd}"
+        if key not in scores:
+            stages = [("tkd_ca", {"tkd_ca": tkd}, 1.0)]
+            path = train("tkd_ca", stages, 0.5, 0, epochs, start, prepared, teacher, "select")
+            scores[key] = {"settings": tkd, "val_acc": float(correctness(path, val).mean())}
+            save_results(OUT, results)
+    best = max((v for k, v in scores.items() if k.startswith("tkd_ca")), key=lambda v: v["val_acc"])
+    for weight in DKD_GRID["weight"]:
+        dkd = {"weight": weight}
+        key = f"dkd_sg {dkd}"
+        if key not in scores:
+            stages = [("dkd_sg", {"dkd_sg": dkd}, 1.0)]
+            path = train("dkd_sg", stages, 0.5, 0, epochs, start, prepared, teacher, "select")
+            scores[key] = {"settings": dkd, "val_acc": float(correctness(path, val).mean())}
+            save_results(OUT, results)
+    best_dkd = max((v for k, v in scores.items() if k.startswith("dkd_sg")),
+                   key=lambda v: v["val_acc"])  # fmt: skip
+    results["selection"] = {"tkd_ca": best["settings"], "dkd_sg": best_dkd["settings"],
+                            "on": "validation split, budget 0.5, seed 0"}  # fmt: skip
+    save_results(OUT, results)
 
 
 def summarise(results: dict) -> None:
-    summary = {}
-    for method in METHODS:
-        runs = [r for r in results["runs"].values() if r["method"] == method]
-        if not runs:
+    summary: dict[str, dict] = {}
+    paired: dict[str, dict] = {}
+    for budget in sorted({r["budget"] for r in results["runs"]}, reverse=True):
+        runs = [r for r in results["runs"] if r["budget"] == budget]
+        per_image = {}
+        for method in dict.fromkeys(r["method"] for r in runs):
+            mine = [r for r in runs if r["method"] == method]
+            acc = mean_std([r["test_acc"] for r in mine])
+            summary.setdefault(str(budget), {})[method] = {
+                "test_acc_mean": acc[0], "test_acc_std": acc[1], "n_seeds": len(mine),
+                "epochs": mine[0]["epochs"],
+            }  # fmt: skip
+            per_image[method] = np.array(
+                [[int(c) for c in r["test_correct"]] for r in mine], float
+            ).mean(0)
+        if "rc_skd" not in per_image:
             continue
-        row = {"seeds": len(runs), "epochs": runs[0]["epochs"]}
-        for metric in ("test_acc", "test_balanced_acc", "test_macro_f1"):
-            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([r[metric] for r in runs])
-        row["train_minutes_mean"] = mean_std([r["train_seconds"] for r in runs])[0] / 60
-        summary[method] = row
-    results["summary"] = summary
+        for method, values in per_image.items():
+            if method != "rc_skd":
+                mean_diff, ci95 = paired_interval(per_image["rc_skd"], values)
+                paired.setdefault(str(budget), {})[f"rc_skd-{method}"] = {
+                    "mean_diff": mean_diff, "ci95": ci95,
+                }  # fmt: skip
+    results["summary"], results["paired"] = summary, paired
 
 
 def markdown(results: dict) -> str:
-    m, s = results["models"], results["settings"]
-    t, st = m["teacher"], m["student"]
     lines = [
-        "# RC-SKD vs distillation baselines (brain4-64, ResNet-18 teacher, budget 0.5)",
+        "# RC-SKD against the distillation baselines (brain4-64, ResNet-18 teacher)",
         "",
-        f"Split: {results['provenance']['split']}. Every student starts from the same "
-        f"LPB-RL-pruned ResNet-18 ({st['params'] / 1e6:.2f} M params, "
-        f"{st['params'] / t['params']:.2f}x the teacher; {st['flops'] / 1e6:.0f} M FLOPs, "
-        f"{st['flops'] / t['flops']:.2f}x) and trains {s['epochs']} epochs per stage with "
-        "AdamW lr 5e-4, cosine, balanced sampling, the same augmentation and seed; "
-        "test metrics mean +- std over seeds. CPU latency (2 threads, median ms): teacher "
-        f"{t['latency_ms']['b1']} (b1) / {t['latency_ms']['b32']} (b32), student "
-        f"{st['latency_ms']['b1']} / {st['latency_ms']['b32']}. Test accuracy of the teacher "
-        f"{t['test_acc']:.4f}; of the pruned student before distillation {st['test_acc']:.4f}.",
+        f"Split: {results['provenance']['split']}; test = 1,311 images. Same pruned start per "
+        "budget, same total epochs (RC-SKD's two stages share them), same seeds; settings "
+        f"chosen on validation: {results.get('selection', 'defaults')}. Paired 95% bootstrap "
+        "interval of RC-SKD minus each method (per-image correctness averaged over seeds).",
         "",
-        "| method | seeds | epochs | test acc | balanced acc | macro-F1 | train min/run |",
-        "|---|---|---|---|---|---|---|",
+        "| budget | method | seeds | epochs | test acc | RC-SKD minus this (95% CI) |",
+        "|---|---|---|---|---|---|",
     ]
-    for method, r in results["summary"].items():
-        lines.append(
-            f"| {method} | {r['seeds']} | {r['epochs']} | "
-            f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f} | "
-            f"{r['test_balanced_acc_mean']:.4f} +- {r['test_balanced_acc_std']:.4f} | "
-            f"{r['test_macro_f1_mean']:.4f} +- {r['test_macro_f1_std']:.4f} | "
-            f"{r['train_minutes_mean']:.1f} |"
-        )
+    for budget, methods in results["summary"].items():
+        for method, m in methods.items():
+            pair = results["paired"].get(budget, {}).get(f"rc_skd-{method}")
+            ci = (f"{100 * pair['mean_diff']:+.2f} ({100 * pair['ci95'][0]:+.2f} to "
+                  f"{100 * pair['ci95'][1]:+.2f}) pts" if pair else "-")  # fmt: skip
+            acc = f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f}"
+            lines.append(f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | {ci} |")
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, default=4, help="total per method")
+    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--select", action="store_true", help="run the validation grid first")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    results = {"runs": []} if args.force else load_results(OUT)
+    if isinstance(results.get("runs"), dict):  # the earlier layout: start afresh
+        results = {"runs": []}
+    prepared = prepared_brain4(brain4_params(0))
+    teacher = brain4_teacher(0)
+    test = load_splits(prepared)["test"]
+
+    def start(budget: float) -> Path:
+        path = WORK / "brain4-64-seed0" / f"pruned_ddpg_b{budget}_s0.pt"
+        if not path.is_file():
+            raise SystemExit(f"{path} missing: run `python benchmarks/prune_brain4.py` first")
+        return path
+
+    if args.select:
+        select(results, args.epochs, prepared, teacher, start(0.5))
+    chosen = results.get("selection", {})
+    methods = plans(chosen.get("tkd_ca", {}), chosen.get("dkd_sg", {}))
+    done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
+    for budget in args.budgets:
+        for seed in args.seeds:
+            for method in args.methods or list(methods):
+                if (budget, method, seed) in done:
+                    continue
+                final = train(method, methods[method], budget, seed, args.epochs, start(budget),
+                              prepared, teacher, "run")  # fmt: skip
+                correct = correctness(final, test)
+                results["runs"].append({
+                    "budget": budget, "method": method, "seed": seed, "epochs": args.epochs,
+                    "test_acc": float(correct.mean()),
+                    "test_correct": "".join(map(str, correct.tolist())),
+                })  # fmt: skip
+                results["provenance"] = provenance(brain4_params(seed), prepared, args.seeds)
+                results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}
+                summarise(results)
+                save_results(OUT, results, markdown(results))
+                print(f"b{budget} {method} seed {seed}: test acc {correct.mean():.4f}")
 
 
 if __name__ == "__main__":

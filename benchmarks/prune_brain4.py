@@ -22,27 +22,21 @@ from common import (
     WORK,
     brain4_params,
     brain4_teacher,
+    correctness,
     load_results,
     mean_std,
+    paired_interval,
     prepared_brain4,
     provenance,
     save_results,
 )
 
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.models import load_checkpoint
 from rcskd.steps.prune import run_prune
-from rcskd.train import RunOptions, predict_logits
+from rcskd.train import RunOptions
 
 METHODS = ("ddpg", "cem", "random", "uniform")
 OUT = RESULTS / "prune_brain4.json"
-
-
-def test_correct(path, test) -> np.ndarray:
-    """Per test image: 1 if the checkpoint classifies it correctly."""
-    checkpoint = load_checkpoint(path)
-    logits = predict_logits(checkpoint.model, test.images, checkpoint.require_inputs().preprocess)
-    return (logits.argmax(1) == test.labels).numpy().astype(np.uint8)
 
 
 def main() -> None:
@@ -90,7 +84,7 @@ def main() -> None:
                 )
                 path = WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
                 result = run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
-                correct = test_correct(path, test)
+                correct = correctness(path, test)
                 report = result.summary
                 results["runs"].append({
                     "budget": budget,
@@ -119,7 +113,6 @@ def summarise(results: dict) -> None:
     """Per budget and method: mean +- std over seeds; paired intervals of ddpg minus each."""
     summary: dict[str, dict] = {}
     paired: dict[str, dict] = {}
-    rng = np.random.default_rng(0)
     for budget in sorted({r["budget"] for r in results["runs"]}, reverse=True):
         runs = [r for r in results["runs"] if r["budget"] == budget]
         per_image = {}
@@ -139,17 +132,13 @@ def summarise(results: dict) -> None:
             per_image[method] = correct.mean(0)
         if "ddpg" not in per_image:
             continue
-        n = len(per_image["ddpg"])
-        draws = rng.integers(0, n, size=(2000, n))
         for method, values in per_image.items():
             if method == "ddpg":
                 continue
-            diff = per_image["ddpg"] - values
-            boot = diff[draws].mean(1)
+            mean_diff, ci95 = paired_interval(per_image["ddpg"], values)
             paired.setdefault(str(budget), {})[f"ddpg-{method}"] = {
-                "mean_diff": float(diff.mean()),
-                "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
-            }
+                "mean_diff": mean_diff, "ci95": ci95,
+            }  # fmt: skip
     results["summary"], results["paired"] = summary, paired
 
 
