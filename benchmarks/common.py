@@ -119,3 +119,32 @@ def correctness(path: Path, split) -> np.ndarray:
     preprocess = checkpoint.require_inputs().preprocess
     logits = predict_logits(checkpoint.model, split.images, preprocess)
     return (logits.argmax(1) == split.labels).numpy().astype(np.uint8)
+
+
+def summarise_by_budget(
+    runs: list[dict[str, Any]], reference: str, means: tuple[str, ...] = (), first: tuple = ()
+) -> tuple[dict, dict]:
+    """(summary, paired) of runs keyed by budget and method: test accuracy mean +- std over
+    seeds plus the mean of each field in `means` (and the first run's value of each in `first`);
+    the paired interval of `reference` minus every other method on the same test images."""
+    summary: dict[str, dict] = {}
+    paired: dict[str, dict] = {}
+    for budget in sorted({r["budget"] for r in runs}, reverse=True):
+        mine_budget = [r for r in runs if r["budget"] == budget]
+        per_image = {}
+        for method in dict.fromkeys(r["method"] for r in mine_budget):
+            mine = [r for r in mine_budget if r["method"] == method]
+            acc = mean_std([r["test_acc"] for r in mine])
+            row = {"test_acc_mean": acc[0], "test_acc_std": acc[1], "n_seeds": len(mine)}
+            row.update({name: mean_std([r[source] for r in mine])[0] for name, source in means})
+            row.update({name: mine[0][name] for name in first})
+            summary.setdefault(str(budget), {})[method] = row
+            correct = [[int(c) for c in r["test_correct"]] for r in mine]
+            per_image[method] = np.array(correct, float).mean(0)
+        for method, values in per_image.items():
+            if reference in per_image and method != reference:
+                mean_diff, ci95 = paired_interval(per_image[reference], values)
+                paired.setdefault(str(budget), {})[f"{reference}-{method}"] = {
+                    "mean_diff": mean_diff, "ci95": ci95,
+                }  # fmt: skip
+    return summary, paired

@@ -21,7 +21,6 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from common import (
     REPO,
     RESULTS,
@@ -30,11 +29,10 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
-    mean_std,
-    paired_interval,
     prepared_brain4,
     provenance,
     save_results,
+    summarise_by_budget,
 )
 
 from rcskd.config import load_params
@@ -89,54 +87,29 @@ def select(results: dict, epochs: int, prepared, teacher: Path, start: Path) -> 
     """Pick TKD-CA's and DKD-SG's settings on the validation split (budget 0.5, seed 0)."""
     val = load_splits(prepared)["val"]
     scores = results.setdefault("selection_runs", {})
-    for weight, kappa, taps in itertools.product(*TKD_GRID.values()):
-        tkd = {"weight": weight, "kappa": kappa, "taps": taps}
-        key = f"tkd_ca {tkd}"
-        if key not in scores:
-            stages = [("tkd_ca", {"tkd_ca": tkd}, 1.0)]
-            path = train("tkd_ca", stages, 0.5, 0, epochs, start, prepared, teacher, "select")
-            scores[key] = {"settings": tkd, "val_acc": float(correctness(path, val).mean())}
-            save_results(OUT, results)
-    best = max((v for k, v in scores.items() if k.startswith("tkd_ca")), key=lambda v: v["val_acc"])
-    for weight in DKD_GRID["weight"]:
-        dkd = {"weight": weight}
-        key = f"dkd_sg {dkd}"
-        if key not in scores:
-            stages = [("dkd_sg", {"dkd_sg": dkd}, 1.0)]
-            path = train("dkd_sg", stages, 0.5, 0, epochs, start, prepared, teacher, "select")
-            scores[key] = {"settings": dkd, "val_acc": float(correctness(path, val).mean())}
-            save_results(OUT, results)
-    best_dkd = max((v for k, v in scores.items() if k.startswith("dkd_sg")),
-                   key=lambda v: v["val_acc"])  # fmt: skip
-    results["selection"] = {"tkd_ca": best["settings"], "dkd_sg": best_dkd["settings"],
-                            "on": "validation split, budget 0.5, seed 0"}  # fmt: skip
+    chosen = {"on": "validation split, budget 0.5, seed 0"}
+    for loss, grid in (("tkd_ca", TKD_GRID), ("dkd_sg", DKD_GRID)):
+        tried = []
+        for values in itertools.product(*grid.values()):
+            settings = dict(zip(grid, values, strict=True))
+            key = f"{loss} {settings}"
+            if key not in scores:
+                stages = [(loss, {loss: settings}, 1.0)]
+                path = train(loss, stages, 0.5, 0, epochs, start, prepared, teacher, "select")
+                scores[key] = {
+                    "settings": settings,
+                    "val_acc": float(correctness(path, val).mean()),
+                }
+                save_results(OUT, results)
+            tried.append(scores[key])
+        chosen[loss] = max(tried, key=lambda v: v["val_acc"])["settings"]
+    results["selection"] = chosen
     save_results(OUT, results)
 
 
 def summarise(results: dict) -> None:
-    summary: dict[str, dict] = {}
-    paired: dict[str, dict] = {}
-    for budget in sorted({r["budget"] for r in results["runs"]}, reverse=True):
-        runs = [r for r in results["runs"] if r["budget"] == budget]
-        per_image = {}
-        for method in dict.fromkeys(r["method"] for r in runs):
-            mine = [r for r in runs if r["method"] == method]
-            acc = mean_std([r["test_acc"] for r in mine])
-            summary.setdefault(str(budget), {})[method] = {
-                "test_acc_mean": acc[0], "test_acc_std": acc[1], "n_seeds": len(mine),
-                "epochs": mine[0]["epochs"],
-            }  # fmt: skip
-            per_image[method] = np.array(
-                [[int(c) for c in r["test_correct"]] for r in mine], float
-            ).mean(0)
-        if "rc_skd" not in per_image:
-            continue
-        for method, values in per_image.items():
-            if method != "rc_skd":
-                mean_diff, ci95 = paired_interval(per_image["rc_skd"], values)
-                paired.setdefault(str(budget), {})[f"rc_skd-{method}"] = {
-                    "mean_diff": mean_diff, "ci95": ci95,
-                }  # fmt: skip
+    """Per budget and method: mean +- std over seeds; paired intervals of RC-SKD minus each."""
+    summary, paired = summarise_by_budget(results["runs"], "rc_skd", first=("epochs",))
     results["summary"], results["paired"] = summary, paired
 
 

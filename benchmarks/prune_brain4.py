@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 from common import (
     RESULTS,
     WORK,
@@ -24,11 +23,10 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
-    mean_std,
-    paired_interval,
     prepared_brain4,
     provenance,
     save_results,
+    summarise_by_budget,
 )
 
 from rcskd.data.dataset import load_meta, load_splits
@@ -111,35 +109,9 @@ def main() -> None:
 
 def summarise(results: dict) -> None:
     """Per budget and method: mean +- std over seeds; paired intervals of ddpg minus each."""
-    summary: dict[str, dict] = {}
-    paired: dict[str, dict] = {}
-    for budget in sorted({r["budget"] for r in results["runs"]}, reverse=True):
-        runs = [r for r in results["runs"] if r["budget"] == budget]
-        per_image = {}
-        for method in dict.fromkeys(r["method"] for r in runs):
-            mine = [r for r in runs if r["method"] == method]
-            acc = mean_std([r["test_acc"] for r in mine])
-            summary.setdefault(str(budget), {})[method] = {
-                "test_acc_mean": acc[0],
-                "test_acc_std": acc[1],
-                "n_seeds": len(mine),
-                "proxy_mean": mean_std([r["proxy_score"] for r in mine])[0],
-                "params_ratio": mean_std([r["params_ratio"] for r in mine])[0],
-                "flops_ratio": mean_std([r["flops_ratio"] for r in mine])[0],
-                "search_s": mean_std([r["search_s"] for r in mine])[0],
-            }
-            correct = np.array([[int(c) for c in r["test_correct"]] for r in mine], float)
-            per_image[method] = correct.mean(0)
-        if "ddpg" not in per_image:
-            continue
-        for method, values in per_image.items():
-            if method == "ddpg":
-                continue
-            mean_diff, ci95 = paired_interval(per_image["ddpg"], values)
-            paired.setdefault(str(budget), {})[f"ddpg-{method}"] = {
-                "mean_diff": mean_diff, "ci95": ci95,
-            }  # fmt: skip
-    results["summary"], results["paired"] = summary, paired
+    means = (("proxy_mean", "proxy_score"), ("params_ratio", "params_ratio"),
+             ("flops_ratio", "flops_ratio"), ("search_s", "search_s"))  # fmt: skip
+    results["summary"], results["paired"] = summarise_by_budget(results["runs"], "ddpg", means)
 
 
 def markdown(results: dict) -> str:
