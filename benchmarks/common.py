@@ -148,3 +148,12 @@ def summarise_by_budget(
                     "mean_diff": mean_diff, "ci95": ci95,
                 }  # fmt: skip
     return summary, paired
+
+
+def paired_cell(results: dict[str, Any], budget: str, key: str) -> str:
+    """A Markdown cell: the paired difference `key` at `budget` in points, with its interval."""
+    pair = results["paired"].get(budget, {}).get(key)
+    if not pair:
+        return "-"
+    low, high = pair["ci95"]
+    return f"{100 * pair['mean_diff']:+.2f} ({100 * low:+.2f} to {100 * high:+.2f}) pts"

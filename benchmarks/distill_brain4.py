@@ -29,6 +29,7 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
+    paired_cell,
     prepared_brain4,
     provenance,
     save_results,
@@ -127,9 +128,7 @@ def markdown(results: dict) -> str:
     ]
     for budget, methods in results["summary"].items():
         for method, m in methods.items():
-            pair = results["paired"].get(budget, {}).get(f"rc_skd-{method}")
-            ci = (f"{100 * pair['mean_diff']:+.2f} ({100 * pair['ci95'][0]:+.2f} to "
-                  f"{100 * pair['ci95'][1]:+.2f}) pts" if pair else "-")  # fmt: skip
+            ci = paired_cell(results, budget, f"rc_skd-{method}")
             acc = f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f}"
             lines.append(f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | {ci} |")
     return "\n".join(lines) + "\n"

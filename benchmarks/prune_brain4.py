@@ -23,6 +23,7 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
+    paired_cell,
     prepared_brain4,
     provenance,
     save_results,
@@ -133,9 +134,7 @@ def markdown(results: dict) -> str:
     ]
     for budget, methods in results["summary"].items():
         for method, m in methods.items():
-            pair = results["paired"].get(budget, {}).get(f"ddpg-{method}")
-            ci = (f"{100 * pair['mean_diff']:+.2f} ({100 * pair['ci95'][0]:+.2f} to "
-                  f"{100 * pair['ci95'][1]:+.2f}) pts" if pair else "-")  # fmt: skip
+            ci = paired_cell(results, budget, f"ddpg-{method}")
             lines.append(
                 f"| {budget} | {method} | {m['n_seeds']} | {m['test_acc_mean']:.4f} +- "
                 f"{m['test_acc_std']:.4f} | {ci} | {m['proxy_mean']:.3f} | "
