@@ -1,8 +1,14 @@
-"""Atomic file output: write beside the target, then rename, so no reader sees half a file."""
+"""Atomic file output: write beside the target, then rename, so no reader sees half a file.
+
+Temporary files and folders are named `.<target name>.<pid>.<random>.tmp`: a run killed before
+its rename leaves one behind, and the next write beside the same target removes every such
+leftover whose process is gone (a live writer's temp is never touched).
+"""
 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -21,11 +27,46 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove temporaries (and `.old-<pid>` folders) left beside `path` by killed writers."""
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        rest = leftover.name[len(path.name) + 2 :]
+        pid_text = rest.split(".", 1)[0].removeprefix("old-")
+        is_temp = leftover.name.endswith(".tmp") or rest.startswith("old-")
+        if not (is_temp and pid_text.isdigit()) or _process_alive(int(pid_text)):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -77,7 +118,8 @@ def temp_dir_beside(path: str | Path) -> Path:
     """A fresh temporary folder next to `path` (same file system, so a rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
     return tmp
 

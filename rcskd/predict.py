@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rcskd.data.prepare import fit_image
-from rcskd.data.sources.dicom import dicom_frames, is_dicom
+from rcskd.data.sources.dicom import is_dicom, read_dicom
 from rcskd.data.sources.imagefolder import IMAGE_SUFFIXES, read_image
 from rcskd.errors import DataError
 from rcskd.models.checkpoint import InputSpec
@@ -54,24 +54,18 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
 def read_input(path: Path, inputs: InputSpec) -> list[tuple[str, np.ndarray]]:
     """(origin, uint8 image) of a file; a multi-frame DICOM gives one entry per frame.
 
-    DICOM pixels are windowed as the model's training data was (`inputs.dicom_*`).
+    DICOM pixels are windowed as the model's training data was (`inputs.dicom_*`). Unreadable
+    files raise one DataError naming the file, exactly as prepare reports them.
     """
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    try:
-        if is_dicom(path):
-            import pydicom
-
-            window = (inputs.dicom_window, inputs.dicom_center, inputs.dicom_width)
-            frames = dicom_frames(pydicom.dcmread(path), *window)
-            if len(frames) == 1:
-                return [(str(path), frames[0])]
-            return [(f"{path}#frame{k}", f) for k, f in enumerate(frames)]
-        return [(str(path), read_image(path))]
-    except Exception as exc:  # PIL and pydicom raise many types for broken files
-        raise DataError(
-            f"{path}: cannot read it as an image ({type(exc).__name__}: {exc})"
-        ) from None
+    if is_dicom(path):
+        window = (inputs.dicom_window, inputs.dicom_center, inputs.dicom_width)
+        frames, _ = read_dicom(path, *window)
+        if len(frames) == 1:
+            return [(str(path), frames[0])]
+        return [(f"{path}#frame{k}", f) for k, f in enumerate(frames)]
+    return [(str(path), read_image(path))]
 
 
 class Predictor:

@@ -24,3 +24,9 @@ def progress(
         dynamic_ncols=True,
         **kw,
     )
+
+
+def warn(message: str) -> None:
+    """Print `warning: message` on its own line to stderr, above any running progress bar
+    (printing directly would land on the bar's line)."""
+    tqdm.write(f"warning: {message}", file=sys.stderr)

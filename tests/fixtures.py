@@ -124,6 +124,36 @@ def write_dicom(
     return path
 
 
+def compress_dicom(path: Path, syntax: str) -> Path:
+    """Re-encode the uncompressed DICOM at `path` in place with transfer syntax UID `syntax`:
+    JPEG Lossless through GDCM (pydicom cannot encode it), the others through pydicom's encoders
+    (pyjpegls, pylibjpeg-openjpeg, its own RLE)."""
+    import pydicom
+    from pydicom.uid import JPEGLossless, JPEGLosslessSV1
+
+    if syntax in (JPEGLossless, JPEGLosslessSV1):
+        import gdcm
+
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read(), path
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(syntax)))
+        change.SetInput(reader.GetImage())
+        assert change.Change(), syntax
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write(), path
+    else:
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax)
+        ds.save_as(path)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == syntax
+    return path
+
+
 def tiny_params(**sections):
     """Params for tests: small phantom, 32 px cache; `sections` override per section."""
     raw = {

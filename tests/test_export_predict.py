@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 
@@ -18,7 +19,7 @@ from rcskd.export.onnx import (
 from rcskd.models import ModelSpec, build_model
 from rcskd.predict import Predictor, read_input
 from tests.fixtures import QUADRANT_CLASSES as CLASSES
-from tests.fixtures import write_dicom, write_image
+from tests.fixtures import compress_dicom, write_dicom, write_image
 
 # The shared quadrant model was trained on grey noise 0-60 with a square at 220; its input spec
 # says DICOMs are windowed `fixed` at centre 1686, width 3624, which maps a raw 300 to 30 and a
@@ -136,6 +137,14 @@ def inputs(tmp_path):
     for k in range(4):
         quadrant_png(folder, k, f"q{k}.png")
     write_dicom(folder / "scan.dcm", quadrant_dicom_pixels(k=1), "p1")  # top right
+    packed = write_dicom(folder / "packed.dcm", quadrant_dicom_pixels(k=1), "p1")
+    compress_dicom(packed, "1.2.840.10008.1.2.4.80")  # JPEG-LS, as many MR exports are
+    cut = compress_dicom(write_dicom(folder / "cut.dcm", quadrant_dicom_pixels(k=1), "p1"),
+                         "1.2.840.10008.1.2.4.90")  # fmt: skip
+    ds = pydicom.dcmread(cut)
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
+    ds.save_as(cut)
     bad = folder / "broken.png"
     bad.write_bytes(b"not an image at all")
     return folder, bad
@@ -159,7 +168,9 @@ def test_predict_classifies_good_inputs_and_names_bad_ones(
         assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert rows["scan.dcm"]["label"] == "top_right"
     assert rows["scan.dcm"]["probabilities"]["top_right"] > 0.9  # not a borderline call
-    assert "broken.png: cannot read it as an image" in rows["broken.png"]["error"]
+    assert rows["packed.dcm"]["probabilities"] == rows["scan.dcm"]["probabilities"]
+    assert "cut.dcm: cannot decode the pixel data (JPEG 2000" in rows["cut.dcm"]["error"]
+    assert "broken.png: cannot decode image" in rows["broken.png"]["error"]
     assert "missing.png: no such file" in rows["missing.png"]["error"]
     assert "Traceback" not in captured.err and "broken.png" in captured.err
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from rcskd.config import DataConfig
-from rcskd.errors import DataError
-
-log = logging.getLogger(__name__)
+from rcskd.errors import DataError, RcskdError
+from rcskd.progress import warn
 
 SPLITS = ("train", "val", "test")
 
@@ -56,8 +56,31 @@ class Source:
         message = f"{path}: {reason}"
         if self.cfg.on_bad_file == "error":
             raise DataError(message + " (set data.on_bad_file: skip to skip such files)")
-        log.warning("skipping %s", message)
+        warn(f"skipping {message}")
         self.skipped.append(message)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (decoders write paragraphs), shortened."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def decoding(path: str | Path, what: str) -> Iterator[None]:
+    """Turn any failure inside the block into one DataError `<path>: <what> (<Type>: <reason>)`.
+
+    Decoders (PIL, pydicom and its plugins, h5py, numpy) raise dozens of exception types for
+    broken, truncated or unsupported files; a user needs the file's name and one line, and
+    `data.on_bad_file: skip` must be able to skip every one of them.
+    """
+    try:
+        yield
+    except RcskdError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+        raise DataError(f"{path}: {what} ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def to_uint8(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:

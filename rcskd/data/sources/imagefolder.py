@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from rcskd.config import DataConfig
-from rcskd.data.sources.base import Sample, Source, to_uint8
+from rcskd.data.sources.base import Sample, Source, decoding, to_uint8
 from rcskd.data.sources.folders import scan
+from rcskd.errors import DataError
 from rcskd.registry import SOURCES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm"}
@@ -19,18 +20,24 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".we
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file fully into uint8 HxW (grey) or HxWx3 (colour).
 
-    Raises OSError / UnidentifiedImageError / ValueError for unreadable or truncated files.
+    Raises one DataError naming the file for unreadable, truncated or degenerate images.
     """
-    with Image.open(path) as img:
+    with decoding(path, "cannot decode image"), Image.open(path) as img:
         img.load()  # forces a full decode: truncated files fail here, not later
         if img.mode in ("1", "L", "LA"):
-            return np.asarray(img.convert("L"))
-        if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey
-            return to_uint8(np.asarray(img))
-        rgb = np.asarray(img.convert("RGB"))
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            return np.ascontiguousarray(rgb[..., 0])  # grey stored as RGB: keep one channel
-        return rgb
+            image = np.asarray(img.convert("L"))
+        elif img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey
+            image = to_uint8(np.asarray(img))
+        else:
+            image = np.asarray(img.convert("RGB"))
+            grey = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(
+                image[..., 1], image[..., 2]
+            )
+            if grey:  # grey stored as RGB: keep one channel
+                image = np.ascontiguousarray(image[..., 0])
+    if image.size == 0 or min(image.shape[:2]) < 2:
+        raise DataError(f"{path}: image is too small: {image.shape}")
+    return image
 
 
 @SOURCES.register("imagefolder")
@@ -49,10 +56,7 @@ class ImageFolderSource(Source):
         for f in self.layout.files:
             try:
                 image = read_image(f.path)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-                self.bad_file(f.path, f"cannot decode image ({exc})")
-                continue
-            if image.size == 0 or min(image.shape[:2]) < 2:
-                self.bad_file(f.path, f"image is too small: {image.shape}")
+            except DataError as exc:
+                self.bad_file(f.path, str(exc).removeprefix(f"{f.path}: "))
                 continue
             yield Sample(image, f.label, None, str(f.path), f.split)
