@@ -94,6 +94,8 @@ class PrepareConfig:
     crop_border: bool = True  # crop dark frames (MRI/CT); set false for natural images (CIFAR)
     val_fraction: float = field(default=0.15, metadata=bounds(0.0, 0.9))
     test_fraction: float = field(default=0.2, metadata=bounds(0.0, 0.9))
+    # each class needs at least this many images in each of train, val and test, or prepare stops
+    min_images_per_class: int = field(default=2, metadata=bounds(1, 1_000_000))
     dedup: DedupConfig = field(default_factory=DedupConfig)
 
 

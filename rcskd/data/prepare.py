@@ -95,12 +95,57 @@ def _validate(sample: Any, n_classes: int) -> None:
         raise DataError(f"{sample.origin}: label {sample.label} outside 0..{n_classes - 1}")
 
 
+def check_classes_read(
+    where: str, classes: list[str], labels: np.ndarray, skipped: list[str]
+) -> None:
+    """Every class must have kept at least one readable image (skips can empty a class)."""
+    for k, name in enumerate(classes):
+        if not np.any(labels == k):
+            why = f"; {len(skipped)} file(s) were skipped, e.g. {skipped[0]}" if skipped else ""
+            raise DataError(f"{where}: class '{name}' has no readable image{why}")
+
+
+def check_split_counts(
+    where: str,
+    classes: list[str],
+    labels: np.ndarray,
+    splits: np.ndarray,
+    keep: np.ndarray,
+    minimum: int,
+) -> None:
+    """After splitting and deduplication, each split holds images and each class at least
+    `minimum` of them in each split (else training or evaluation would be meaningless)."""
+    for split in SPLITS:
+        if not np.any((splits == split) & keep):
+            raise DataError(
+                f"{where}: the {split} split is empty after splitting and deduplication "
+                f"({int(keep.sum())} images in all); add images or change "
+                "prepare.val_fraction / prepare.test_fraction"
+            )
+    for split in SPLITS:
+        mask = (splits == split) & keep
+        for k, name in enumerate(classes):
+            count = int(np.sum(mask & (labels == k)))
+            if count < minimum:
+                raise DataError(
+                    f"{where}: class '{name}' has {count} image(s) in the {split} split, fewer "
+                    f"than prepare.min_images_per_class ({minimum}); add images of it or lower "
+                    "that value"
+                )
+
+
 def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Build the prepared cache in `out_dir`; return the report (meta.json plus wall time)."""
     start = time.perf_counter()
     pcfg = params.prepare
     source: Source = SOURCES.build(params.data.source, params.data, params.seed)
     classes = list(source.classes)
+    where = params.data.root
+    if len(classes) < 2:
+        raise DataError(
+            f"{where}: found {len(classes)} class(es) {classes}; a classifier needs at least 2 "
+            "(one folder per class)"
+        )
     images, labels, patients, origins, given, hashes, phashes, thumbs = ([] for _ in range(8))
     bar = progress_bar(source, f"prepare: {params.data.source}", len(source), enabled=progress)
     for sample in bar:
@@ -115,9 +160,10 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
         origins.append(sample.origin)
         given.append(sample.split)
     if not images:
-        raise DataError(f"{params.data.root}: the source gave no images")
+        raise DataError(f"{where}: the source gave no images")
 
     labels_arr = np.asarray(labels, np.int64)
+    check_classes_read(where, classes, labels_arr, source.skipped)
     dcfg = pcfg.dedup
     pairs = near_pairs(
         hashes,
@@ -133,6 +179,7 @@ def prepare(params: Params, out_dir: str | Path, progress: bool = True) -> dict[
     check_patient_leakage(splits, patients, origins)
     dd = remove_cross_split(splits, hashes, pairs, origins, dcfg.policy)
     keep = dd.keep
+    check_split_counts(where, classes, labels_arr, splits, keep, pcfg.min_images_per_class)
 
     with atomic_dir(out_dir) as tmp:
         rows, index_in_split = _write_splits(tmp, images, labels_arr, splits, keep)

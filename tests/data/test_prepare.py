@@ -100,7 +100,7 @@ def test_three_channels_and_skip_policy(tmp_path):
     (tmp_path / "raw" / "a" / "broken.png").write_bytes(b"nope")
     params = tiny_params(
         data={"source": "imagefolder", "root": str(tmp_path / "raw"), "on_bad_file": "skip"},
-        prepare={"channels": 3, "image_size": 16},
+        prepare={"channels": 3, "image_size": 16, "min_images_per_class": 1},
     )
     report = prepare(params, tmp_path / "prepared", progress=False)
     assert report["skipped_bad_files"] == 1 and report["images_read"] == 12
@@ -170,7 +170,71 @@ def test_cache_is_byte_identical_across_runs(tmp_path):
     image_tree(tmp_path / "raw", {"": {"a": 6, "b": 6}})
     digests = []
     for name in ("p1", "p2"):
-        prepare(folder_params(tmp_path / "raw"), tmp_path / name, progress=False)
+        params = folder_params(tmp_path / "raw", min_images_per_class=1)
+        prepare(params, tmp_path / name, progress=False)
         files = sorted((tmp_path / name).iterdir())
         digests.append({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
     assert digests[0] == digests[1] and "meta.json" in digests[0]
+
+
+def _prepare_fails(params, out, capsys=None) -> str:
+    with pytest.raises(DataError) as info:
+        prepare(params, out, progress=False)
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))  # nothing written
+    return str(info.value)
+
+
+def test_a_single_class_is_refused_before_reading(tmp_path):
+    image_tree(tmp_path / "raw", {"": {"glioma": 12}})
+    message = _prepare_fails(folder_params(tmp_path / "raw"), tmp_path / "out")
+    assert message == (
+        f"{tmp_path / 'raw'}: found 1 class(es) ['glioma']; a classifier needs at least 2 "
+        "(one folder per class)"
+    )
+
+
+def test_one_image_per_class_names_the_empty_split(tmp_path):
+    image_tree(tmp_path / "raw", {"": {"a": 1, "b": 1, "c": 1}})
+    message = _prepare_fails(folder_params(tmp_path / "raw"), tmp_path / "out")
+    assert f"{tmp_path / 'raw'}: the " in message and "split is empty" in message
+
+
+def test_a_class_below_the_minimum_in_a_split_is_named(tmp_path):
+    image_tree(tmp_path / "raw", {"": {"a": 20, "b": 20, "rare": 4}})
+    params = folder_params(tmp_path / "raw", min_images_per_class=2)
+    message = _prepare_fails(params, tmp_path / "out")
+    assert "class 'rare' has " in message and "prepare.min_images_per_class (2)" in message
+    report = prepare(folder_params(tmp_path / "raw", min_images_per_class=1), tmp_path / "ok",
+                     progress=False)  # fmt: skip
+    assert min(report["counts"][s]["rare"] for s in ("train", "val", "test")) == 1
+
+
+def test_a_class_whose_files_were_all_skipped_is_named(tmp_path, capsys):
+    image_tree(tmp_path / "raw", {"": {"a": 12, "b": 12}})
+    (tmp_path / "raw" / "c").mkdir()
+    (tmp_path / "raw" / "c" / "only.png").write_bytes(b"not a png")
+    params = tiny_params(
+        data={"source": "imagefolder", "root": str(tmp_path / "raw"), "on_bad_file": "skip"}
+    )
+    message = _prepare_fails(params, tmp_path / "out")
+    assert message.startswith(f"{tmp_path / 'raw'}: class 'c' has no readable image; 1 file(s)")
+    assert "only.png: cannot decode image" in message
+    warning = [line for line in capsys.readouterr().err.splitlines() if "only.png" in line]
+    assert warning and warning[0].startswith("warning: skipping ")  # its own line
+
+
+def test_a_killed_prepare_leaves_a_temp_folder_the_next_run_removes(tmp_path):
+    """A prepare killed (SIGKILL) while writing leaves `.prepared.<pid>.*.tmp`; the next run
+    removes it (its process is gone) and a live writer's temp stays."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".prepared.{dead}.abc123.tmp"
+    (stale / "sub").mkdir(parents=True)
+    live = tmp_path / f".prepared.{os.getpid()}.zzz.tmp"
+    live.mkdir()
+    image_tree(tmp_path / "raw", {"": {"a": 12, "b": 12}})
+    prepare(folder_params(tmp_path / "raw"), tmp_path / "prepared", progress=False)
+    assert not stale.exists() and live.exists() and (tmp_path / "prepared" / "meta.json").exists()
