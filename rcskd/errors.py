@@ -18,6 +18,14 @@ class DataError(RcskdError):
     """An input file or folder cannot be used (unreadable, wrong structure, empty, inconsistent)."""
 
 
+class OutputError(RcskdError):
+    """An output cannot be written (read-only folder, disk full); what was there is unchanged."""
+
+
+class TrackingError(RcskdError):
+    """The MLflow tracking store cannot be reached or used."""
+
+
 class LeakageError(DataError):
     """The same image or patient would appear in two splits."""
 

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rcskd.errors import OutputError
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to `path` via a temporary file in the same folder and a rename."""
@@ -61,20 +63,44 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     return removed
 
 
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """An OSError inside the block (read-only folder, disk full) becomes one OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(
+            f"{path}: cannot write it ({reason}); what was there is unchanged"
+        ) from None
+
+
+def check_writable(*paths: str | Path) -> None:
+    """Fail early, before any work, when an output's folder cannot be written."""
+    for path in paths:
+        folder = Path(path).parent
+        with writing(path):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=_temp_prefix(Path(path)), suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are ordinary files
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def save_torch_atomic(path: str | Path, payload: Any) -> None:
@@ -117,10 +143,11 @@ def json_safe(data: Any) -> Any:
 def temp_dir_beside(path: str | Path) -> Path:
     """A fresh temporary folder next to `path` (same file system, so a rename is atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
     return tmp
 
 
@@ -131,7 +158,12 @@ def replace_dir(tmp: Path, target: str | Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if old is not None:  # put the previous output back
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -142,10 +174,11 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = temp_dir_beside(target)
     try:
         yield tmp
+        with writing(target):
+            replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, target)
 
 
 def file_digest(path: str | Path) -> str:

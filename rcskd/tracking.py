@@ -4,6 +4,12 @@ Default store: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlartifact
 git-ignored), so `mlflow ui --backend-store-uri sqlite:///mlflow.db` shows every stage's run.
 `MLFLOW_TRACKING_URI` overrides the store, `MLFLOW_EXPERIMENT_NAME` the experiment ("rcskd").
 Each stage is one run tagged with the stage, the git commit and the DVC experiment name.
+
+Robustness: a remote server (`http(s)://`) must answer a health probe within
+`PROBE_TIMEOUT_S` before a stage does any work (MLflow's own client retries for minutes); the
+SQLite store is switched to write-ahead logging and first created under a file lock, so that
+experiments run in parallel (`dvc queue start -j 2`) share it; any store failure at the start of
+a stage is one TrackingError line.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from rcskd.config import flatten
+from rcskd.errors import RcskdError, TrackingError
 
 DEFAULT_EXPERIMENT = "rcskd"
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
+PROBE_TIMEOUT_S = 10.0
+SQLITE_PREFIX = "sqlite:///"
 
 
 def data_tags(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -44,6 +53,74 @@ def store_root(root: Path) -> Path:
 def tracking_uri(root: Path) -> str:
     """The tracking URI: MLFLOW_TRACKING_URI, else the repo's own sqlite file."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / 'mlflow.db'}"
+
+
+def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """A remote tracking server must answer within `timeout` seconds (any HTTP answer counts)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (with an error status): the server is there
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI={uri}: the tracking server does not answer ({reason}); start "
+            "it, or unset MLFLOW_TRACKING_URI to log to the repository's mlflow.db"
+        ) from None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store: an exclusive lock on `<db>.lock` while held (no-op otherwise)."""
+    if not uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len(SQLITE_PREFIX) :].split("?", 1)[0])  # sqlite:////abs or sqlite:///rel
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not db.exists() or db.stat().st_size == 0:
+                import sqlite3
+
+                # WAL: readers never block the writer, and writers wait instead of failing
+                with sqlite3.connect(db, timeout=60) as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_experiment(mlflow: Any, root: Path) -> str:
+    """Point MLflow at the store and return the experiment's id (created if new).
+
+    Runs under the store lock: two processes creating the SQLite schema at once would collide.
+    """
+    uri = tracking_uri(root)
+    check_server(uri)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    mlflow.set_tracking_uri(uri)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    try:
+        with store_lock(uri):
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
+            artifacts = (store_root(root) / "mlartifacts").as_uri()
+            return mlflow.create_experiment(name, artifact_location=artifacts)
+    except RcskdError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow, SQLAlchemy and HTTP errors alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TrackingError(f"MLflow store {uri}: {first}") from None
 
 
 def git_commit(root: Path) -> str:
@@ -96,14 +173,7 @@ def stage_run(
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     root = Path(root)
-    mlflow.set_tracking_uri(tracking_uri(root))
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        artifacts = (store_root(root) / "mlartifacts").as_uri()
-        experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = open_experiment(mlflow, root)
     run_tags = {
         "stage": stage,
         "git_commit": git_commit(root),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from rcskd.config import Params, load_params
 from rcskd.distributed import dist_context, init_distributed, launched_by_torchrun
 from rcskd.errors import run_reporting_errors
-from rcskd.io import write_csv_atomic, write_json_atomic
+from rcskd.io import check_writable, write_csv_atomic, write_json_atomic
 from rcskd.tracking import StageRun, stage_run
 
 
@@ -32,9 +32,16 @@ def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParse
 
 
 def run_stage(
-    name: str, params_path: Path, body: Callable[[Params], Any], distributed: bool = False
+    name: str,
+    params_path: Path,
+    body: Callable[[Params], Any],
+    distributed: bool = False,
+    outputs: Sequence[Path] = (),
 ) -> int:
     """Load params and run `body(params)`; an RcskdError is one line and exit code 2.
+
+    Every path in `outputs` must be writable before any work starts (a read-only folder is
+    one line, and the previous outputs stay as they were).
 
     A `distributed` (training) stage with `distributed.nproc_per_node` > 1 relaunches itself
     through PyTorch's elastic launcher, so `dvc repro` still calls `python stages/<stage>.py`;
@@ -45,6 +52,7 @@ def run_stage(
 
     def run() -> None:
         params = load_params(params_path)
+        check_writable(*outputs)
         nproc = params.distributed.nproc_per_node
         if distributed and nproc > 1 and not launched_by_torchrun():
             relaunch.append(_torchrun(nproc))

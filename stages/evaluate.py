@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in (args.metrics, args.details, args.plots, args.comparison, args.table):
                 tracker.log_artifact(path)
 
-    return run_stage("evaluate", args.params, body)
+    outputs = (args.metrics, args.details, args.plots, args.comparison, args.table)
+    return run_stage("evaluate", args.params, body, outputs=outputs)
 
 
 if __name__ == "__main__":

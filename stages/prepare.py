@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in (args.report, result.manifest, result.duplicates):
                 tracker.log_artifact(path)
 
-    return run_stage("prepare", args.params, body)
+    return run_stage("prepare", args.params, body, outputs=(args.out, args.report))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             write_training(result, args.report, args.curve, tracker, args.ratios, args.search_log)
 
-    return run_stage("prune", args.params, body, distributed=True)
+    outputs = (args.out, args.resume, args.ratios, args.report, args.search_log, args.curve)
+    return run_stage("prune", args.params, body, distributed=True, outputs=outputs)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rcskd.data.dataset import load_meta
 from rcskd.errors import run_reporting_errors
-from rcskd.io import write_text_atomic
+from rcskd.io import check_writable, write_text_atomic
 from rcskd.steps.report import ReportSources, make_report
 
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> None:
+        check_writable(args.out)
         past = None
         if args.past_runs:
             from rcskd.tracking import data_tags, past_stage_runs

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             write_training(result, args.report, args.curve, tracker)
 
-    return run_stage("teacher", args.params, body, distributed=True)
+    outputs = (args.out, args.resume, args.report, args.curve)
+    return run_stage("teacher", args.params, body, distributed=True, outputs=outputs)
 
 
 if __name__ == "__main__":

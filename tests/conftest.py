@@ -40,3 +40,14 @@ def quadrant_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("quadrant") / "student.pt"
     save_checkpoint(path, model, spec, inputs, {"role": "student"})
     return path, model.eval(), inputs, test
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory):
+    """A tiny copy of the repository after `dvc repro prune` (prepare, teacher, prune):
+    (folder, environment, the repro's log). Tests must not change its tracked outputs."""
+    from tests.repo_copy import BIN, make_repo_copy, run
+
+    dest, env = make_repo_copy(tmp_path_factory.mktemp("smoke") / "repo")
+    first = run([str(BIN / "dvc"), "repro", "prune"], dest, env)
+    return dest, env, first

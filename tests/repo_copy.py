@@ -76,3 +76,18 @@ def make_repo_copy(dest: Path, tiny: bool = True) -> tuple[Path, dict]:
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-qm", "copy"], dest, env)
     return dest, env
+
+
+def kill_processes_mentioning(marker: str) -> None:
+    """SIGKILL every process whose command line mentions `marker` (Linux /proc): a stage, its
+    torchrun launcher and its workers alike."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # gone already

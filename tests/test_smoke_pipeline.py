@@ -10,14 +10,12 @@ import pytest
 import torch
 import yaml
 
-from tests.repo_copy import BIN, make_repo_copy, merge, run
+from tests.repo_copy import BIN, kill_processes_mentioning, merge, run
 
 
 @pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory):
-    dest, env = make_repo_copy(tmp_path_factory.mktemp("smoke") / "repo")
-    first = run([str(BIN / "dvc"), "repro", "prune"], dest, env)
-    return dest, env, first
+def repo_copy(smoke_repo):
+    return smoke_repo
 
 
 def test_the_first_three_stages_run_and_write_their_outputs(repo_copy):
@@ -104,22 +102,6 @@ def test_killed_teacher_stage_resumes_where_it_stopped(repo_copy, tmp_path):
     assert not resume.exists()
 
 
-def _kill_everything_running(marker: str) -> None:
-    """SIGKILL every process whose command line mentions `marker` (Linux /proc)."""
-    import os
-    import signal
-    from pathlib import Path
-
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass  # gone already
-
-
 def _mlflow_runs(env, stage: str) -> int:
     from mlflow.tracking import MlflowClient
 
@@ -152,7 +134,7 @@ def test_teacher_trains_on_two_processes_writes_once_and_resumes_after_a_kill(re
     while not resume.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert resume.exists(), "no resume checkpoint appeared"
-    _kill_everything_running(str(custom))  # the launcher and both workers (own sessions)
+    kill_processes_mentioning(str(custom))  # the launcher and both workers (own sessions)
     proc.wait()
     assert not out.exists()
     log = run(cmd, dest, env)

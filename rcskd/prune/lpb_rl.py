@@ -22,6 +22,7 @@ from rcskd.progress import progress
 from rcskd.prune.apply import prune_blocks, remaining
 from rcskd.prune.blocks import find_blocks
 from rcskd.prune.env import PruningEnv, make_units, unit_ratios_to_blocks
+from rcskd.prune.journal import SearchJournal
 from rcskd.prune.proxy import proxy_score, proxy_subsets
 from rcskd.prune.search import (
     SearchResult,
@@ -73,12 +74,15 @@ def run_search(
     input_shape: tuple[int, ...],
     show_progress: bool = True,
     device: torch.device | str = "cpu",
+    journal: SearchJournal | None = None,
 ) -> tuple[dict[str, SearchResult], list, list, Callable[[dict[str, float]], float]]:
     """Every configured search method's result, plus the blocks, units and scoring function.
 
     Candidates are cut on the CPU (Torch-Pruning traces there) and scored on `device`: BN
-    recalibration and the held-out accuracy run where training runs.
+    recalibration and the held-out accuracy run where training runs. Every evaluation goes
+    through `journal` (a fresh in-memory one by default): a killed search replays it.
     """
+    journal = journal or SearchJournal(None, "")
     cfg = params.prune
     device = torch.device(device)
     blocks = find_blocks(teacher, input_shape)
@@ -95,11 +99,17 @@ def run_search(
     bar = progress(range(evaluations), "prune: candidates", evaluations, show_progress)
     counter = iter(bar)
 
+    current = {"method": ""}
+
     def score(unit_ratios: dict[str, float]) -> float:
+        reward = journal.evaluate(current["method"], unit_ratios, lambda: fresh(unit_ratios))
+        next(counter, None)
+        return reward
+
+    def fresh(unit_ratios: dict[str, float]) -> float:
         ratios = unit_ratios_to_blocks(units, unit_ratios)
         candidate = prune_blocks(teacher, blocks, ratios, input_shape, cfg.importance, cfg.round_to)
         result = proxy_score(candidate.to(device), calib, held, preprocess, device)
-        next(counter, None)
         bar.set_postfix(acc=f"{result['acc']:.3f}", refresh=False)
         if cfg.reward == "accuracy":
             reward = result["acc"]
@@ -115,6 +125,7 @@ def run_search(
     seed = params.seed if cfg.search_seed < 0 else cfg.search_seed
     results: dict[str, SearchResult] = {}
     for method in methods:
+        current["method"] = method
         if method == "ddpg":
             results[method] = search_ddpg(env, cfg.agent, seed)
         elif method == "cem":

@@ -14,6 +14,7 @@ from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import load_checkpoint
 from rcskd.prune.apply import prune_blocks
 from rcskd.prune.env import unit_ratios_to_blocks
+from rcskd.prune.journal import SearchJournal
 from rcskd.prune.lpb_rl import rerank_with_finetune, run_search
 from rcskd.roles import PRUNED
 from rcskd.train import (
@@ -54,8 +55,16 @@ def run_prune(
     shape = inputs.shape
     model = teacher.model
     device = resolve_device(params.device)
+    teacher_digest = file_digest(teacher_path)
+    search_settings = {k: v for k, v in as_dict(cfg).items() if k != "finetune"}
+    journal = SearchJournal.open(
+        f"{run.resume_path}.search.json" if run.resume_path else None,
+        run_fingerprint(
+            search_settings, params.seed, teacher_digest, meta["fingerprint"], str(device)
+        ),  # fmt: skip
+    )
     results, blocks, units, _ = run_search(
-        params, model, splits, inputs.preprocess, shape, run.show_progress, device
+        params, model, splits, inputs.preprocess, shape, run.show_progress, device, journal
     )
     search_seconds = time.perf_counter() - start
     chosen = results[cfg.search]
@@ -76,7 +85,7 @@ def run_prune(
             as_dict(cfg.finetune),
             ratios,
             params.seed,
-            file_digest(teacher_path),
+            teacher_digest,
             meta["fingerprint"],
         ),  # fmt: skip
         desc="prune fine-tune",
@@ -94,6 +103,7 @@ def run_prune(
         student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, splits, job,
         model_out, provenance,
     )  # fmt: skip
+    journal.finish()
     achieved = params_ratio if cfg.resource == "params" else flops_ratio
     uniform = results.get("uniform")
     summary = {
@@ -114,6 +124,7 @@ def run_prune(
         **result.summary,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "search_wall_time_s": round(search_seconds, 2),
+        "search_candidates_replayed": journal.replayed,  # > 0: resumed after a kill
         "blocks": len(blocks),
         "units": len(units),
     }
