@@ -3,7 +3,8 @@
 - SIGKILL of each training stage at a random point (teacher, prune search, prune fine-tune, a
   distillation), then a rerun: the same final model as an uninterrupted run (slow);
 - a read-only output folder: one line, exit code 2, before any work, the old output intact;
-- an MLflow server that does not answer: one line within 30 s, before any work.
+- an MLflow server that does not answer: one line within 30 s, before any work;
+- two queued experiments run at once (`dvc queue start -j 2`) sharing the SQLite store (slow).
 """
 
 import ctypes
@@ -20,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from tests.repo_copy import kill_processes_mentioning, merge, run
+from tests.repo_copy import BIN, kill_processes_mentioning, merge, run
 
 LONGER = {
     "teacher": {"train": {"epochs": 30}},
@@ -171,3 +172,35 @@ def test_an_mlflow_server_that_does_not_answer_fails_the_stage_within_30_s(smoke
         f"teacher: error: MLFLOW_TRACKING_URI={uri}: the tracking server does not answer ("
     )
     assert not (tmp_path / "out" / "resume.pt").exists()  # no training started
+
+
+@pytest.mark.slow
+def test_two_experiments_run_at_once_both_finish_with_their_mlflow_runs(smoke_repo):
+    from mlflow.tracking import MlflowClient
+
+    dest, env, _ = smoke_repo
+    dvc = str(BIN / "dvc")
+    names = []
+    for budget in ("0.3", "0.4"):
+        out = run([dvc, "exp", "run", "--queue", "-S", f"prune.budget={budget}", "prune"],
+                  dest, env)  # fmt: skip
+        names.append(out.split("Queued experiment '")[1].split("'")[0])
+    run([dvc, "queue", "start", "-j", "2"], dest, env)
+    deadline = time.time() + 600
+    status = ""
+    while time.time() < deadline:
+        status = run([dvc, "queue", "status"], dest, env)
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(2)
+    for name in names:
+        assert f"{name}" in status and "Failed" not in status, status
+        log = run([dvc, "queue", "logs", name], dest, env)
+        assert "database is locked" not in log and "Traceback" not in log
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("rcskd")
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'prune'")
+    by_exp = {r.data.tags.get("dvc_exp"): r for r in runs}
+    for name, budget in zip(names, ("0.3", "0.4"), strict=True):
+        assert by_exp[name].info.status == "FINISHED"
+        assert by_exp[name].data.params["budget"] == budget

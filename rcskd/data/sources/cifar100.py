@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rcskd.config import DataConfig
-from rcskd.data.sources.base import Sample, Source
+from rcskd.data.sources.base import Sample, Source, decoding
 from rcskd.errors import DataError
 from rcskd.registry import SOURCES
 
@@ -39,11 +39,12 @@ class _SafeUnpickler(pickle.Unpickler):
 def load_pickle(path: Path) -> dict:
     """Load one CIFAR python file; keys are decoded to str."""
     try:
-        raw = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected the cifar-100-python files)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: not a CIFAR python pickle ({exc})") from None
+    # a damaged pickle raises almost any type (UnpicklingError, EOFError, AttributeError, ...)
+    with decoding(path, "not a CIFAR python pickle"):
+        raw = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a dict, found {type(raw).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
@@ -60,22 +61,28 @@ class Cifar100Source(Source):
         meta = load_pickle(self.folder / "meta")
         if "fine_label_names" not in meta:
             raise DataError(f"{self.folder / 'meta'}: missing fine_label_names")
-        self.classes = [n.decode() if isinstance(n, bytes) else n for n in meta["fine_label_names"]]
+        with decoding(self.folder / "meta", "fine_label_names is not a list of names"):
+            names = [
+                n.decode() if isinstance(n, bytes) else str(n) for n in meta["fine_label_names"]
+            ]
+        self.classes = names
         self.parts = {split: load_pickle(self.folder / split) for split in ("train", "test")}
         for split, part in self.parts.items():
-            path = self.folder / split
-            if "data" not in part or "fine_labels" not in part:
-                raise DataError(f"{path}: missing 'data' or 'fine_labels'")
-            data = np.asarray(part["data"])
-            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-                raise DataError(
-                    f"{path}: data must be uint8 N x 3072, got {data.dtype} {data.shape}"
-                )
-            if len(part["fine_labels"]) != len(data):
-                raise DataError(f"{path}: {len(data)} images but {len(part['fine_labels'])} labels")
-            labels = np.asarray(part["fine_labels"])
-            if labels.size and (labels.min() < 0 or labels.max() >= len(self.classes)):
-                raise DataError(f"{path}: fine_labels outside 0..{len(self.classes) - 1}")
+            with decoding(self.folder / split, "not CIFAR-100 data"):
+                self._check(self.folder / split, part)
+
+    def _check(self, path: Path, part: dict) -> None:
+        """`part` holds uint8 N x 3072 images and N fine labels within the classes."""
+        if "data" not in part or "fine_labels" not in part:
+            raise DataError(f"{path}: missing 'data' or 'fine_labels'")
+        data = np.asarray(part["data"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataError(f"{path}: data must be uint8 N x 3072, got {data.dtype} {data.shape}")
+        if len(part["fine_labels"]) != len(data):
+            raise DataError(f"{path}: {len(data)} images but {len(part['fine_labels'])} labels")
+        labels = np.asarray(part["fine_labels"])
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.classes)):
+            raise DataError(f"{path}: fine_labels outside 0..{len(self.classes) - 1}")
 
     def __len__(self) -> int:
         return sum(len(p["fine_labels"]) for p in self.parts.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rcskd.config import DataConfig
-from rcskd.data.sources.base import Sample, Source, to_uint8
+from rcskd.data.sources.base import Sample, Source, decoding, first_line, to_uint8
 from rcskd.errors import DataError
 from rcskd.registry import SOURCES
 
@@ -61,20 +61,21 @@ def read_slice(path: Path) -> tuple[np.ndarray, int, str]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a MATLAB v7.3 (HDF5) file ({exc})") from None
-    with f:
+        raise DataError(f"{path}: not a MATLAB v7.3 (HDF5) file ({first_line(exc)})") from None
+    # h5py and numpy raise many types for odd contents (strings as pixels, empty labels)
+    with decoding(path, "cannot read the cjdata slice"), f:
         for key in ("cjdata/image", "cjdata/label", "cjdata/PID"):
             if key not in f:
                 raise DataError(f"{path}: wrong structure, missing {key}")
         image = np.asarray(f["cjdata/image"]).T  # MATLAB stores column-major
         label_arr = np.asarray(f["cjdata/label"]).ravel()
         pid = "".join(chr(int(c)) for c in np.asarray(f["cjdata/PID"]).ravel() if int(c) > 0)
-    if image.ndim != 2 or min(image.shape) < 2:
-        raise DataError(f"{path}: cjdata/image must be a 2-D slice, got shape {image.shape}")
-    label = int(label_arr[0]) if label_arr.size else -1
-    if label not in FIGSHARE_LABELS:
-        raise DataError(f"{path}: cjdata/label must be 1, 2 or 3, got {label_arr.tolist()}")
-    return to_uint8(image), label, pid.strip()
+        if image.ndim != 2 or min(image.shape) < 2:
+            raise DataError(f"{path}: cjdata/image must be a 2-D slice, got shape {image.shape}")
+        label = int(label_arr[0]) if label_arr.size else -1
+        if label not in FIGSHARE_LABELS:
+            raise DataError(f"{path}: cjdata/label must be 1, 2 or 3, got {label_arr.tolist()}")
+        return to_uint8(image), label, pid.strip()
 
 
 @SOURCES.register("figshare_mat")
