@@ -50,13 +50,19 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from rcskd.export.bundle import export_bundle
+    from rcskd.export.bundle import Int8Options, export_bundle
 
     evaluation = args.evaluation or Path("reports/evaluation") / f"{args.checkpoint.stem}.json"
+    int8 = Int8Options(max_drop=args.max_int8_drop, mode=args.int8_mode) if args.int8 else None
     summary = export_bundle(
-        args.checkpoint, args.out, args.prepared, args.opset, args.samples, args.tol, evaluation
-    )
+        args.checkpoint, args.out, args.prepared, args.opset, args.samples, args.tol, evaluation,
+        int8,
+    )  # fmt: skip
     for kind, info in summary["exports"].items():
+        if kind == "int8":
+            print(f"int8: {Path(args.out) / info['file']} (validation accuracy "
+                  f"{info['int8_val_acc']:.4f}, FP32 {info['fp32_val_acc']:.4f})")  # fmt: skip
+            continue
         print(f"{kind}: {Path(args.out) / info['file']} (max |diff| {info['max_abs_diff']:.2e})")
     print(f"model card: {Path(args.out) / (args.checkpoint.stem + '.card.md')}")
 
@@ -101,6 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="evaluate-stage report for the card (default reports/evaluation/NAME.json)",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write NAME.int8.onnx (ONNX Runtime post-training quantisation, calibrated "
+        "on training images, checked on the validation split)",
+    )
+    export.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=0.01,
+        help="fail when INT8 validation accuracy is this much below FP32's (default 0.01)",
+    )
+    export.add_argument(
+        "--int8-mode",
+        choices=["static", "dynamic"],
+        default="static",
+        help="static: calibrated activations (default); dynamic: weights only",
     )
     export.set_defaults(run=_export)
     predict = sub.add_parser("predict", help="classify images, folders or DICOM files")

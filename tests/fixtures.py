@@ -172,6 +172,14 @@ def tiny_params(**sections):
 QUADRANT_CLASSES = ["top_left", "top_right", "bottom_left", "bottom_right"]
 
 
+def quadrant_png(folder: Path, k: int, name: str) -> Path:
+    """A 32 px PNG of class k of the quadrant task (flat background, the square in quadrant k)."""
+    img = np.full((32, 32), 30, np.uint8)
+    r, c = (k // 2) * 16, (k % 2) * 16
+    img[r + 2 : r + 14, c + 2 : c + 14] = 220
+    return write_image(folder / name, img)
+
+
 def quadrant_data(n: int, seed: int, size: int = 16) -> TensorSplit:
     """Class k = a bright square in quadrant k of a noisy image (easy, but needs spatial cues)."""
     g = torch.Generator().manual_seed(seed)

@@ -19,7 +19,7 @@ from rcskd.export.onnx import (
 from rcskd.models import ModelSpec, build_model
 from rcskd.predict import Predictor, read_input
 from tests.fixtures import QUADRANT_CLASSES as CLASSES
-from tests.fixtures import compress_dicom, write_dicom, write_image
+from tests.fixtures import compress_dicom, quadrant_png, write_dicom
 
 # The shared quadrant model was trained on grey noise 0-60 with a square at 220; its input spec
 # says DICOMs are windowed `fixed` at centre 1686, width 3624, which maps a raw 300 to 30 and a
@@ -113,13 +113,6 @@ def test_export_without_prepared_data_names_the_folder(exported, tmp_path, capsy
     assert code == 2
     assert "nope: no prepared data" in capsys.readouterr().err
     assert not (tmp_path / "o" / "student.onnx").exists()
-
-
-def quadrant_png(folder, k, name):
-    img = np.full((32, 32), 30, np.uint8)
-    r, c = (k // 2) * 16, (k % 2) * 16
-    img[r + 2 : r + 14, c + 2 : c + 14] = 220
-    return write_image(folder / name, img)
 
 
 def quadrant_dicom_pixels(k: int) -> np.ndarray:

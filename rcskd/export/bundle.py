@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rcskd.data.dataset import load_meta, load_split
 from rcskd.errors import DataError
+from rcskd.export.latency import onnx_latency_ms
 from rcskd.export.onnx import check_onnx, export_onnx, export_torchscript
+from rcskd.export.quantize import int8_accuracy_check, quantize_int8
 from rcskd.io import write_json_atomic, write_text_atomic
 from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import Checkpoint, load_checkpoint
@@ -24,6 +27,43 @@ def inference_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Int8Options:
+    """How the INT8 model is made and checked (`export` in params.yaml)."""
+
+    max_drop: float = 0.01  # largest validation accuracy loss against FP32 allowed
+    calibration_images: int = 256  # training images for the activation ranges
+    mode: str = "static"  # static (QDQ, calibrated) | dynamic
+    latency_repeats: int = 30
+
+
+def export_int8(
+    onnx_path: Path, out: Path, prepared: str | Path, inputs: Any, options: Int8Options
+) -> dict[str, Any]:
+    """Quantise, check on validation (ExportError past `max_drop`, and no file then), time."""
+    import torch
+
+    train = load_split(prepared, "train")[0]
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    calibration = inputs.preprocess(train[order[: options.calibration_images]])
+    val_images, val_labels = load_split(prepared, "val")
+    unchecked = out.with_name(f".{out.name}.unchecked")
+    try:
+        made = quantize_int8(onnx_path, unchecked, calibration, options.mode)
+        check = int8_accuracy_check(onnx_path, unchecked, inputs.preprocess(val_images),
+                                    val_labels, options.max_drop, name=out)  # fmt: skip
+        unchecked.replace(out)
+    finally:
+        unchecked.unlink(missing_ok=True)
+    latency = onnx_latency_ms({"fp32": onnx_path, "int8": out}, inputs.shape,
+                              repeats=options.latency_repeats)  # fmt: skip
+    return {
+        "file": out.name, **made, **check,
+        "size_bytes": out.stat().st_size, "fp32_size_bytes": onnx_path.stat().st_size,
+        "latency_ms": latency,
+    }  # fmt: skip
+
+
 def export_bundle(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -32,10 +72,13 @@ def export_bundle(
     samples: int = 32,
     tol: float = 1e-4,
     evaluation: str | Path | None = None,
+    int8: Int8Options | None = None,
 ) -> dict[str, Any]:
-    """Export `checkpoint` into `out_dir` (NAME.onnx, NAME.ts, NAME.card.md, NAME.export.json).
+    """Export `checkpoint` into `out_dir` (NAME.onnx, NAME.ts, NAME.card.md, NAME.export.json,
+    and with `int8` NAME.int8.onnx).
 
-    Parity is checked on the first `samples` test images of `prepared`.
+    Parity is checked on the first `samples` test images of `prepared`; the INT8 model is
+    calibrated on training images and checked on the validation split.
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     if not (Path(prepared) / "meta.json").is_file():
@@ -69,6 +112,9 @@ def export_bundle(
                  "samples": len(batch)},
         "torchscript": {"file": f"{name}.ts", "max_abs_diff": ts_diff, "samples": len(batch)},
     }  # fmt: skip
+    if int8 is not None:
+        exports["int8"] = export_int8(onnx_path, out_dir / f"{name}.int8.onnx", prepared,
+                                      inputs, int8)  # fmt: skip
     report = None
     if evaluation and Path(evaluation).is_file():
         report = json.loads(Path(evaluation).read_text())

@@ -21,6 +21,35 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _int8_section(q: dict[str, Any]) -> list[str]:
+    """What quantisation did to the model: how, on what data, accuracy and latency vs FP32."""
+    how = (
+        f"static post-training quantisation ({q['format']}, {q['weights']} weights, "
+        f"{q['activations']} activations calibrated on {q['calibration_images']} "
+        f"{q['calibration_split']}ing images, min-max ranges)"
+        if q["mode"] == "static"
+        else f"dynamic quantisation ({q['weights']} weights, activations quantised at run time"
+        + (f"; static failed: {q['static_failed']}" if q.get("static_failed") else "")
+        + ")"
+    )
+    lines = [
+        "## INT8 model",
+        f"- Made by ONNX Runtime {how}.",
+        f"- Validation accuracy ({q['images']} images): FP32 {_pct(q['fp32_val_acc'])}, INT8 "
+        f"{_pct(q['int8_val_acc'])} (drop {100 * q['drop']:.2f} points; allowed "
+        f"{100 * q['max_drop']:.2f}).",
+        f"- Size: FP32 {q['fp32_size_bytes']:,} bytes, INT8 {q['size_bytes']:,} bytes.",
+        "",
+        "| CPU latency, median ms (onnxruntime) | FP32 | INT8 |",
+        "|---|---|---|",
+    ]
+    for key, fp32 in q["latency_ms"]["fp32"].items():
+        threads, batch = key.split("-")[1:]
+        lines.append(f"| {threads[1:]} thread(s), batch {batch[1:]} | {fp32:.3f} | "
+                     f"{q['latency_ms']['int8'][key]:.3f} |")  # fmt: skip
+    return lines
+
+
 def model_card(
     name: str,
     facts: dict[str, Any],
@@ -94,8 +123,13 @@ def model_card(
             )
     else:
         lines.append("- (no evaluation report found: run `dvc repro` first)")
+    if "int8" in exports:
+        lines += ["", *_int8_section(exports["int8"])]
     lines += ["", "## Files"]
     for kind, info in exports.items():
+        if kind == "int8":
+            lines.append(f"- int8: `{info['file']}` (checked on validation, above)")
+            continue
         lines.append(
             f"- {kind}: `{info['file']}` (max |logit difference| to PyTorch "
             f"{info['max_abs_diff']:.2e} on {info['samples']} test images)"
