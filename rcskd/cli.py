@@ -50,10 +50,15 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from rcskd.export.bundle import Int8Options, export_bundle
+    from rcskd.config import ExportConfig
+    from rcskd.export.bundle import export_bundle
 
     evaluation = args.evaluation or Path("reports/evaluation") / f"{args.checkpoint.stem}.json"
-    int8 = Int8Options(max_drop=args.max_int8_drop, mode=args.int8_mode) if args.int8 else None
+    int8 = (
+        ExportConfig(max_int8_drop=args.max_int8_drop, int8_mode=args.int8_mode)
+        if args.int8
+        else None
+    )
     summary = export_bundle(
         args.checkpoint, args.out, args.prepared, args.opset, args.samples, args.tol, evaluation,
         int8,

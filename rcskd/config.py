@@ -256,6 +256,18 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """The export stage: the final student as FP32 ONNX + TorchScript and as INT8 ONNX."""
+
+    opset: int = field(default=18, metadata=bounds(11, 30))
+    int8: bool = True  # also quantise to INT8 with ONNX Runtime (evaluated like every model)
+    int8_mode: Literal["static", "dynamic"] = "static"  # static: calibrated activations
+    max_int8_drop: float = field(default=0.01, metadata=bounds(0.0, 1.0))  # fail past this
+    calibration_images: int = field(default=256, metadata=bounds(1))  # training images only
+    latency_repeats: int = field(default=30, metadata=bounds(1))  # interleaved timed runs
+
+
+@dataclass(frozen=True)
 class DistributedConfig:
     """Data-parallel training over several processes (GPUs or CPU processes) with torchrun."""
 
@@ -277,6 +289,7 @@ class Params:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 

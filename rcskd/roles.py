@@ -21,10 +21,11 @@ TEACHER = Role("teacher", "teacher")
 PRUNED = Role("pruned", "pruned (LPB-RL + CE fine-tune)")
 STUDENT_TKD = Role("student_tkd", "TKD-CA")
 STUDENT = Role("student", "RC-SKD (TKD-CA -> DKD-SG)")
+STUDENT_INT8 = Role("student_int8", "RC-SKD INT8 (ONNX Runtime)")
 
 # Table order: the reference models first, the baselines between, RC-SKD's own students last.
 FIRST = (TEACHER, PRUNED)
-LAST = (STUDENT_TKD, STUDENT)
+LAST = (STUDENT_TKD, STUDENT, STUDENT_INT8)
 ROLES = (*FIRST, *LAST)
 
 # RC-SKD's two distillation stages: method (in `distill.methods`) -> the role it produces.

@@ -30,6 +30,9 @@ TINY = {
         "finetune": {"epochs": 1, "batch_size": 8},
     },
     "distill": {"train": {"epochs": 1, "batch_size": 8}},
+    # 8 validation images: one changed call is 12.5 points, so the tiny run checks the
+    # mechanics of the INT8 gate, not its threshold
+    "export": {"max_int8_drop": 1.0, "calibration_images": 16, "latency_repeats": 2},
     "evaluate": {"bootstrap": 50, "gradcam_per_class": 1, "latency": {"repeats": 2}},
 }
 

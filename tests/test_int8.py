@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rcskd.cli import main
-from rcskd.export.bundle import Int8Options, export_bundle
+from rcskd.config import ExportConfig
+from rcskd.export.bundle import export_bundle
 from rcskd.export.latency import onnx_latency_ms
 from rcskd.export.onnx import ExportError, onnx_input_spec
 from tests.fixtures import QUADRANT_CLASSES as CLASSES
@@ -32,7 +33,7 @@ def prepared(tmp_path_factory):
 def int8_export(quadrant_checkpoint, prepared, tmp_path_factory):
     ckpt = quadrant_checkpoint[0]
     out = tmp_path_factory.mktemp("int8") / "export"
-    options = Int8Options(max_drop=0.05, calibration_images=64, latency_repeats=5)
+    options = ExportConfig(max_int8_drop=0.05, calibration_images=64, latency_repeats=5)
     return out, export_bundle(ckpt, out, prepared, samples=16, int8=options)
 
 
@@ -56,7 +57,7 @@ def test_a_drop_above_the_threshold_fails_loudly_and_leaves_no_int8_file(
     int8_export, quadrant_checkpoint, prepared, tmp_path
 ):
     measured = int8_export[1]["exports"]["int8"]["drop"]
-    options = Int8Options(max_drop=measured - 0.01, calibration_images=64, latency_repeats=2)
+    options = ExportConfig(max_int8_drop=measured - 0.01, calibration_images=64, latency_repeats=2)
     with pytest.raises(ExportError, match=r"student\.int8\.onnx: INT8 validation accuracy .* "
                                           r"\(export\.max_int8_drop: "):  # fmt: skip
         export_bundle(quadrant_checkpoint[0], tmp_path, prepared, samples=16, int8=options)
@@ -87,3 +88,22 @@ def test_interleaved_latency_has_one_median_per_threads_and_batch(int8_export):
     result = onnx_latency_ms({"a": out / "student.onnx"}, (1, 32, 32), (1, 4), (1,), repeats=3)
     assert set(result["a"]) == {"onnx-t1-b1", "onnx-t1-b4"}
     assert all(v > 0 for v in result["a"].values())
+
+
+def test_evaluate_scores_the_int8_model_in_onnxruntime_like_any_model(
+    int8_export, quadrant_checkpoint
+):
+    from rcskd.config import EvaluateConfig, LatencyConfig
+    from rcskd.metrics.complexity import count_params
+    from rcskd.steps.evaluate import evaluate_model, model_name
+
+    out, _ = int8_export
+    _, model, _, test = quadrant_checkpoint
+    cfg = EvaluateConfig(bootstrap=20, gradcam_per_class=1, latency=LatencyConfig(repeats=2))
+    path = out / "student.int8.onnx"
+    report, figures = evaluate_model(path, test, CLASSES, cfg)
+    assert model_name(path) == "student_int8"
+    assert report["runtime"] == "onnxruntime" and report["params"] == count_params(model)
+    assert report["acc"] >= 0.9 and set(report["latency_ms"]) == {"b1", "b32"}
+    assert report["size_mb"] < (out / "student.onnx").stat().st_size / 2**20
+    assert sorted(figures) == ["student_int8_confusion.png", "student_int8_reliability.png"]

@@ -105,13 +105,29 @@ def test_repro_distils_every_method_and_compares_them(repo_copy):
     assert final["inputs"] == tkd["inputs"] and final["inputs"]["classes"]
     assert any(not torch.equal(tkd["state_dict"][k], v) for k, v in final["state_dict"].items())
     metrics = json.loads((dest / "reports" / "metrics.json").read_text())
-    assert {"teacher", "pruned", "student_tkd", "student", *BASELINES} == set(metrics)
+    assert {"teacher", "pruned", "student_tkd", "student", "student_int8", *BASELINES} == set(
+        metrics
+    )
     table = (dest / "reports" / "comparison.md").read_text()
-    for label in ("teacher", "TKD-CA", "RC-SKD (TKD-CA -> DKD-SG)", "decoupled_kd", "ce_only"):
+    for label in ("teacher", "TKD-CA", "RC-SKD (TKD-CA -> DKD-SG)", "decoupled_kd", "ce_only",
+                  "RC-SKD INT8 (ONNX Runtime)"):  # fmt: skip
         assert f"| {label}" in table
     rows = json.loads((dest / "reports" / "comparison.json").read_text())["models"]
     assert [r["model"] for r in rows][:2] == ["teacher", "pruned"]
-    assert [r["model"] for r in rows][-2:] == ["student_tkd", "student"]
+    assert [r["model"] for r in rows][-3:] == ["student_tkd", "student", "student_int8"]
+
+
+def test_repro_exports_the_student_as_fp32_and_int8_onnx_with_a_card(repo_copy):
+    dest, _, log = repo_copy
+    assert "Running stage 'export'" in log
+    export = dest / "models" / "export"
+    summary = json.loads((export / "student.export.json").read_text())
+    q = summary["exports"]["int8"]
+    assert q["calibration_split"] == "train" and q["int8_val_acc"] >= 0
+    assert (export / "student.int8.onnx").stat().st_size < (export / "student.onnx").stat().st_size
+    assert "## INT8 model" in (export / "student.card.md").read_text()
+    details = json.loads((dest / "reports" / "evaluation" / "student_int8.json").read_text())
+    assert details["runtime"] == "onnxruntime"
 
 
 def test_repro_writes_a_self_contained_report(repo_copy):

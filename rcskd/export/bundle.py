@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcskd.config import ExportConfig
 from rcskd.data.dataset import load_meta, load_split
 from rcskd.errors import DataError
 from rcskd.export.latency import onnx_latency_ms
@@ -19,26 +19,20 @@ from rcskd.report.model_card import model_card
 
 
 def inference_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
-    """What inference needs besides the weights (stored in the ONNX file): the input spec."""
+    """What inference needs besides the weights (stored in the ONNX file): the input spec;
+    and what evaluate reports of it: the source model's parameters and FLOPs."""
+    inputs = checkpoint.require_inputs()
     return {
         "arch": checkpoint.spec.arch,
         "role": checkpoint.provenance.get("role"),
-        "inputs": checkpoint.require_inputs().as_dict(),
+        "inputs": inputs.as_dict(),
+        "params": count_params(checkpoint.model),
+        "flops": count_flops(checkpoint.model, inputs.shape),
     }
 
 
-@dataclass(frozen=True)
-class Int8Options:
-    """How the INT8 model is made and checked (`export` in params.yaml)."""
-
-    max_drop: float = 0.01  # largest validation accuracy loss against FP32 allowed
-    calibration_images: int = 256  # training images for the activation ranges
-    mode: str = "static"  # static (QDQ, calibrated) | dynamic
-    latency_repeats: int = 30
-
-
 def export_int8(
-    onnx_path: Path, out: Path, prepared: str | Path, inputs: Any, options: Int8Options
+    onnx_path: Path, out: Path, prepared: str | Path, inputs: Any, options: ExportConfig
 ) -> dict[str, Any]:
     """Quantise, check on validation (ExportError past `max_drop`, and no file then), time."""
     import torch
@@ -49,9 +43,9 @@ def export_int8(
     val_images, val_labels = load_split(prepared, "val")
     unchecked = out.with_name(f".{out.name}.unchecked")
     try:
-        made = quantize_int8(onnx_path, unchecked, calibration, options.mode)
+        made = quantize_int8(onnx_path, unchecked, calibration, options.int8_mode)
         check = int8_accuracy_check(onnx_path, unchecked, inputs.preprocess(val_images),
-                                    val_labels, options.max_drop, name=out)  # fmt: skip
+                                    val_labels, options.max_int8_drop, name=out)  # fmt: skip
         unchecked.replace(out)
     finally:
         unchecked.unlink(missing_ok=True)
@@ -72,7 +66,7 @@ def export_bundle(
     samples: int = 32,
     tol: float = 1e-4,
     evaluation: str | Path | None = None,
-    int8: Int8Options | None = None,
+    int8: ExportConfig | None = None,
 ) -> dict[str, Any]:
     """Export `checkpoint` into `out_dir` (NAME.onnx, NAME.ts, NAME.card.md, NAME.export.json,
     and with `int8` NAME.int8.onnx).

@@ -144,8 +144,8 @@ def int8_accuracy_check(
               "max_drop": max_drop, "images": len(images)}  # fmt: skip
     if fp32 - int8 > max_drop:
         raise ExportError(
-            f"{name or int8_path}: INT8 validation accuracy {int8:.4f} is {fp32 - int8:.4f} below the "
-            f"FP32 model's {fp32:.4f} (export.max_int8_drop: {max_drop}); keep the FP32 model "
+            f"{name or int8_path}: INT8 validation accuracy {int8:.4f} is {fp32 - int8:.4f} below "
+            f"the FP32 model's {fp32:.4f} (export.max_int8_drop: {max_drop}); keep the FP32 model "
             "or raise the threshold"
         )
     return result

@@ -3,7 +3,9 @@
 This is the only step that reads the test split. Per model: accuracy with a 95% bootstrap
 interval, balanced accuracy, macro-F1, per-class sensitivity / specificity / AUC, ECE with its
 reliability bins, confusion matrix; parameters, FLOPs, CPU latency and file size; figures
-(confusion, reliability, Grad-CAM) as PNG bytes for the caller to write.
+(confusion, reliability, Grad-CAM) as PNG bytes for the caller to write. PyTorch checkpoints
+(.pt) run eagerly; exported ONNX models (the INT8 student) run in onnxruntime, timed there, with
+no Grad-CAM (it needs the PyTorch graph).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import torch
 
 from rcskd.config import EvaluateConfig, Params
 from rcskd.data.dataset import TensorSplit, load_meta, load_splits
+from rcskd.errors import DataError
+from rcskd.export.latency import onnx_latency_ms
+from rcskd.export.onnx import onnx_input_spec, onnx_metadata, onnx_session, run_onnx
 from rcskd.metrics.clinical import calibration_bins, classification_report
 from rcskd.metrics.complexity import (
     count_flops,
@@ -39,6 +44,67 @@ def pick_examples(labels: torch.Tensor, per_class: int, n_classes: int) -> list[
     return chosen
 
 
+def model_name(path: str | Path) -> str:
+    """What a model file is called in reports: `student.pt` -> student, `student.int8.onnx` ->
+    student_int8 (no dots: DVC reads them as nesting)."""
+    name = Path(path).name
+    for suffix in (".pt", ".onnx"):
+        name = name.removesuffix(suffix)
+    return name.replace(".", "_")
+
+
+def _figures(name: str, report: dict[str, Any], bins: dict, classes: list[str]) -> dict[str, bytes]:
+    return {
+        f"{name}_confusion.png": png_bytes(
+            confusion_figure(np.array(report["confusion_matrix"]), classes, name)
+        ),
+        f"{name}_reliability.png": png_bytes(
+            reliability_figure(
+                bins["confidence"], bins["accuracy"], bins["count"], report["ece"], name
+            )
+        ),
+    }
+
+
+def evaluate_onnx_model(
+    path: str | Path, test: TensorSplit, classes: list[str], cfg: EvaluateConfig, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(report, figures) of an exported ONNX model on `test`, run and timed in onnxruntime."""
+    path = Path(path)
+    meta = onnx_metadata(path)
+    inputs = onnx_input_spec(path)
+    if list(inputs.classes) != list(classes):
+        raise DataError(f"{path}: model classes {inputs.classes} differ from the data's {classes}")
+    if "params" not in meta or "flops" not in meta:
+        raise DataError(f"{path}: exported before rcskd recorded params/FLOPs; export it again")
+    session = onnx_session(path)
+    logits = np.concatenate([
+        run_onnx(session, inputs.preprocess(test.images[i : i + cfg.batch_size]))
+        for i in range(0, len(test.images), cfg.batch_size)
+    ])  # fmt: skip
+    probs = torch.from_numpy(logits).softmax(1).numpy()
+    y = test.labels.numpy()
+    report = classification_report(y, probs, classes, cfg.ece_bins, cfg.bootstrap, seed)
+    bins = calibration_bins(y, probs, cfg.ece_bins)
+    report["calibration"] = {k: v.tolist() for k, v in bins.items()}
+    lat = cfg.latency
+    timed = onnx_latency_ms(
+        {"m": path}, inputs.shape, lat.batch_sizes, (lat.threads,), lat.repeats, lat.warmup
+    )
+    report.update(
+        {
+            "arch": meta.get("arch"),
+            "runtime": "onnxruntime",
+            "params": int(meta["params"]),
+            "flops": int(meta["flops"]),
+            "latency_ms": {f"b{k.rsplit('-b', 1)[1]}": v for k, v in timed["m"].items()},
+            "latency_threads": cfg.latency.threads,
+            "size_mb": round(path.stat().st_size / 2**20, 3),
+        }
+    )
+    return report, _figures(model_name(path), report, bins, classes)
+
+
 def evaluate_model(
     path: str | Path,
     test: TensorSplit,
@@ -47,12 +113,14 @@ def evaluate_model(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """(report, figures) of the checkpoint at `path` on `test`."""
+    """(report, figures) of the checkpoint (or exported .onnx) at `path` on `test`."""
     path = Path(path)
+    if path.suffix == ".onnx":
+        return evaluate_onnx_model(path, test, classes, cfg, seed)
     checkpoint = load_checkpoint(path)
     checkpoint.require_classes(classes)
     model, spec = checkpoint.model, checkpoint.spec
-    name = path.stem
+    name = model_name(path)
     preprocess = checkpoint.require_inputs().preprocess
     model.to(device)
     logits = predict_logits(model, test.images, preprocess, cfg.batch_size, device)
@@ -80,6 +148,7 @@ def evaluate_model(
     report.update(
         {
             "arch": spec.arch,
+            "runtime": "pytorch",
             "params": count_params(model),
             "flops": count_flops(model, shape),
             "latency_ms": {f"b{b}": round(v["median_ms"], 3) for b, v in latency.items()},
@@ -88,16 +157,7 @@ def evaluate_model(
             "size_mb": round(path.stat().st_size / 2**20, 3),
         }
     )
-    figures = {
-        f"{name}_confusion.png": png_bytes(
-            confusion_figure(np.array(report["confusion_matrix"]), classes, name)
-        ),
-        f"{name}_reliability.png": png_bytes(
-            reliability_figure(
-                bins["confidence"], bins["accuracy"], bins["count"], report["ece"], name
-            )
-        ),
-    }
+    figures = _figures(name, report, bins, classes)
     examples = pick_examples(test.labels, cfg.gradcam_per_class, len(classes))
     if examples:
         images = test.images[examples]
@@ -160,7 +220,7 @@ def evaluate_models(
     device = resolve_device(params.device)
     result = EvaluateResult()
     for path in paths:
-        name = Path(path).stem
+        name = model_name(path)
         log(f"evaluate: {name} ({path})")
         report, figures = evaluate_model(path, test, classes, params.evaluate, params.seed, device)
         result.reports[name] = report
@@ -169,7 +229,8 @@ def evaluate_models(
     result.comparison = comparison_rows(result.reports)
     note = (
         f"Test split ({len(test.labels)} images). Latency: median ms per batch on CPU, "
-        f"{params.evaluate.latency.threads} threads. Ratios are to the teacher."
+        f"{params.evaluate.latency.threads} threads (PyTorch eager for .pt checkpoints, "
+        "onnxruntime for ONNX models such as the INT8 student). Ratios are to the teacher."
     )
     result.table = comparison_markdown(result.comparison, note)
     return result
