@@ -1,0 +1,202 @@
+"""Benchmark: the deployment chain on Brain-4 (brain4-64), accuracy and CPU latency side by side.
+
+    python benchmarks/deploy_brain4.py [--repeats 30]
+
+Models: the protocol teacher (ResNet-18 width 1.0) in eager PyTorch and as ONNX; the LPB-RL
+students of `prune_brain4.py` (DDPG, search seed 0, fine-tuned) at budgets 0.5 and 0.2 as FP32
+ONNX and as INT8 ONNX (ONNX Runtime static quantisation, QDQ, per-channel weights, activations
+calibrated on 256 training images). Accuracy on the 1,311 test images with a paired bootstrap
+interval against the eager teacher; latency = median of `--repeats` interleaved runs (every
+model once per round), 1 and 2 threads, batch 1 and 32. The latency-budget student
+(`prune.resource: latency`) is not built yet and is listed as missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import (
+    RESULTS,
+    WORK,
+    brain4_params,
+    brain4_teacher,
+    paired_interval,
+    prepared_brain4,
+    provenance,
+    save_results,
+)
+
+from rcskd.data.dataset import load_splits
+from rcskd.export.bundle import inference_metadata
+from rcskd.export.onnx import export_onnx, onnx_session, run_onnx
+from rcskd.export.quantize import quantize_int8
+from rcskd.metrics.complexity import count_flops, count_params
+from rcskd.models import load_checkpoint
+
+OUT = RESULTS / "deploy.json"
+BUDGETS = (0.5, 0.2)
+
+
+def onnx_logits(path: Path, images: torch.Tensor, batch: int = 128) -> np.ndarray:
+    session = onnx_session(path)
+    return np.concatenate([run_onnx(session, images[i : i + batch])
+                           for i in range(0, len(images), batch)])  # fmt: skip
+
+
+def build(prepared: Path, folder: Path) -> dict[str, dict[str, Any]]:
+    """name -> {runner kind, path, checkpoint facts} for every model of the benchmark."""
+    splits = load_splits(prepared)
+    sources = {"teacher": brain4_teacher(0)}
+    for budget in BUDGETS:
+        sources[f"student_b{budget}"] = WORK / "brain4-64-seed0" / f"pruned_ddpg_b{budget}_s0.pt"
+    models: dict[str, dict[str, Any]] = {}
+    for name, path in sources.items():
+        if not path.is_file():
+            raise SystemExit(f"{path} missing: run benchmarks/prune_brain4.py first")
+        ckpt = load_checkpoint(path)
+        inputs = ckpt.require_inputs()
+        facts = {"params": count_params(ckpt.model), "flops": count_flops(ckpt.model, inputs.shape),
+                 "preprocess": inputs.preprocess}  # fmt: skip
+        onnx = export_onnx(ckpt.model, folder / f"{name}.onnx",
+                           inputs.preprocess(splits["test"].images[:2]), 18,
+                           inference_metadata(ckpt))  # fmt: skip
+        if name == "teacher":
+            models["teacher_fp32_eager"] = {"kind": "eager", "path": path, "model": ckpt.model,
+                                            "size_bytes": path.stat().st_size, **facts}  # fmt: skip
+            models["teacher_fp32_onnx"] = {"kind": "onnx", "path": onnx,
+                                           "size_bytes": onnx.stat().st_size, **facts}  # fmt: skip
+            continue
+        order = torch.randperm(len(splits["train"].images),
+                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+        calibration = inputs.preprocess(splits["train"].images[order[:256]])
+        int8 = folder / f"{name}.int8.onnx"
+        made = quantize_int8(onnx, int8, calibration, "static")
+        models[f"{name}_fp32_onnx"] = {"kind": "onnx", "path": onnx,
+                                       "size_bytes": onnx.stat().st_size, **facts}  # fmt: skip
+        models[f"{name}_int8_onnx"] = {"kind": "onnx", "path": int8, "quantisation": made,
+                                       "size_bytes": int8.stat().st_size, **facts}  # fmt: skip
+    return models
+
+
+def latencies(models: dict[str, dict[str, Any]], shape: tuple[int, ...], repeats: int) -> dict:
+    """name -> {"<runtime>-t<threads>-b<batch>": median ms}, all models interleaved per round."""
+    out: dict[str, dict[str, float]] = {name: {} for name in models}
+    rng = np.random.default_rng(0)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        runners = {}
+        for name, m in models.items():
+            if m["kind"] == "eager":
+                model = m["model"].eval()
+                runners[name] = ("torch", lambda x, model=model: model(torch.from_numpy(x)))
+            else:
+                session = onnx_session(m["path"], threads)
+                runners[name] = ("onnx", lambda x, s=session: s.run(None, {"images": x}))
+        for batch in (1, 32):
+            x = rng.random((batch, *shape), dtype=np.float32)
+            times: dict[str, list[float]] = {name: [] for name in models}
+            with torch.no_grad():
+                for k in range(3 + repeats):
+                    for name, (_, run) in runners.items():
+                        start = time.perf_counter()
+                        run(x)
+                        if k >= 3:
+                            times[name].append((time.perf_counter() - start) * 1000)
+            for name, (runtime, _) in runners.items():
+                out[name][f"{runtime}-t{threads}-b{batch}"] = round(
+                    statistics.median(times[name]), 4
+                )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Deployment chain on Brain-4 (brain4-64): accuracy and CPU latency",
+        "",
+        f"Machine: {results['provenance']['machine']}; onnxruntime and PyTorch, median of "
+        f"{results['settings']['repeats']} interleaved runs. Test = 1,311 images; interval: paired "
+        "bootstrap of the model minus the eager teacher. Students: LPB-RL (DDPG) pruned and "
+        "fine-tuned, not distilled.",
+        "",
+        "| model | test acc | minus teacher (95% CI) | params | size MB | b1 t1 ms | b1 t2 ms "
+        "| b32 t1 ms | b32 t2 ms | b1 t1 speedup vs eager / ONNX teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results["models"].items():
+        lat = m["latency_ms"]
+        runtime = "torch" if name.endswith("eager") else "onnx"
+        cells = [lat[f"{runtime}-t{t}-b{b}"] for b in (1, 32) for t in (1, 2)]
+        lo, hi = m["minus_teacher_ci95"]
+        speed = results["speedup_vs_teacher"][name]
+        lines.append(
+            f"| {name} | {m['test_acc']:.4f} | {m['minus_teacher']:+.4f} ({lo:+.4f}, {hi:+.4f}) | "
+            f"{m['params']:,} | {m['size_bytes'] / 2**20:.2f} | "
+            + " | ".join(f"{c:.3f}" for c in cells)
+            + f" | {speed['eager-t1-b1']:.2f}x / {speed['onnx-t1-b1']:.2f}x |"
+        )
+    goal = results["goal"]
+    lines += ["", f"Goal (INT8 student at budget 0.2: >= 4x the eager teacher and >= 2x the ONNX "
+              f"teacher at batch 1, accuracy within 1 point): {goal}", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    params = brain4_params(0)
+    prepared = prepared_brain4(params)
+    folder = WORK / "brain4-64-seed0" / "deploy"
+    models = build(prepared, folder)
+    test = load_splits(prepared)["test"]
+    shape = tuple(test.images.shape[1:])
+    timed = latencies(models, shape, args.repeats)
+    correct = {}
+    for name, m in models.items():
+        images = m["preprocess"](test.images)
+        if m["kind"] == "eager":
+            with torch.no_grad():
+                logits = torch.cat([m["model"](images[i : i + 128])
+                                    for i in range(0, len(images), 128)]).numpy()  # fmt: skip
+        else:
+            logits = onnx_logits(m["path"], images)
+        correct[name] = (logits.argmax(1) == test.labels.numpy()).astype(np.uint8)
+    reference = correct["teacher_fp32_eager"]
+    results: dict[str, Any] = {"models": {}, "speedup_vs_teacher": {}}
+    for name, m in models.items():
+        diff, ci = paired_interval(correct[name], reference)
+        results["models"][name] = {
+            "test_acc": float(correct[name].mean()), "test_acc_ci95": paired_interval(
+                correct[name], np.zeros_like(correct[name]))[1],
+            "minus_teacher": diff, "minus_teacher_ci95": ci,
+            "params": m["params"], "flops": m["flops"], "size_bytes": m["size_bytes"],
+            "latency_ms": timed[name], **({"quantisation": m["quantisation"]}
+                                          if "quantisation" in m else {}),
+        }  # fmt: skip
+        mine = timed[name]["torch-t1-b1" if m["kind"] == "eager" else "onnx-t1-b1"]
+        results["speedup_vs_teacher"][name] = {
+            "eager-t1-b1": timed["teacher_fp32_eager"]["torch-t1-b1"] / mine,
+            "onnx-t1-b1": timed["teacher_fp32_onnx"]["onnx-t1-b1"] / mine,
+        }
+    s = results["speedup_vs_teacher"]["student_b0.2_int8_onnx"]
+    m = results["models"]["student_b0.2_int8_onnx"]
+    met = s["eager-t1-b1"] >= 4 and s["onnx-t1-b1"] >= 2 and m["minus_teacher"] >= -0.01
+    results["goal"] = (
+        f"{'met' if met else 'not met'}: {s['eager-t1-b1']:.2f}x eager, {s['onnx-t1-b1']:.2f}x "
+        f"ONNX, accuracy {m['minus_teacher']:+.4f} against the teacher"
+    )
+    results["missing"] = ["latency-budget student (prune.resource: latency not built yet)"]
+    results["settings"] = vars(args)
+    results["provenance"] = provenance(params, prepared, [0])
+    save_results(OUT, results, markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
