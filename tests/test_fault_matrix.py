@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -204,3 +205,61 @@ def test_two_experiments_run_at_once_both_finish_with_their_mlflow_runs(smoke_re
     for name, budget in zip(names, ("0.3", "0.4"), strict=True):
         assert by_exp[name].info.status == "FINISHED"
         assert by_exp[name].data.params["budget"] == budget
+
+
+def _dicom_dataset(root: Path, per_class: dict[str, int]) -> None:
+    from tests.fixtures import write_dicom
+
+    rng = np.random.default_rng(0)
+    for name, n in per_class.items():
+        for i in range(n):
+            pixels = rng.integers(0, 1000, (24, 24)).astype(np.uint16)
+            write_dicom(root / name / f"{i}.dcm", pixels, f"{name}{i}")
+
+
+def _prepare(dest: Path, env: dict, tmp_path: Path, root: Path, **data) -> tuple:
+    params = custom_params(dest, tmp_path, {"data": {"source": "dicom", **data}})
+    out = tmp_path / "prepared"
+    result = subprocess.run([sys.executable, "stages/prepare.py", "--params", str(params),
+                             "--data-root", str(root), "--out", str(out),
+                             "--report", str(tmp_path / "prepare.json")], cwd=dest, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    return result, out
+
+
+@pytest.mark.parametrize("case", ["undecodable", "skipped", "one class", "empty split"])
+def test_unusable_datasets_give_exit_code_2_and_one_line_or_a_counted_skip(
+    smoke_repo, tmp_path, case
+):
+    from tests.fixtures import compress_dicom
+
+    dest, env, _ = smoke_repo
+    root = tmp_path / "raw"
+    counts = {"one class": {"glioma": 12}, "empty split": {"a": 1, "b": 1, "c": 1}}
+    _dicom_dataset(root, counts.get(case, {"glioma": 16, "notumor": 16}))
+    cut = root / "glioma" / "0.dcm"
+    if case in ("undecodable", "skipped"):  # a JPEG-LS file whose stream was cut in half
+        import pydicom
+
+        compress_dicom(cut, "1.2.840.10008.1.2.4.80")
+        ds = pydicom.dcmread(cut)
+        frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+        ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
+        ds.save_as(cut)
+    skip = {"on_bad_file": "skip"} if case == "skipped" else {}
+    result, out = _prepare(dest, env, tmp_path, root, **skip)
+    lines = [line for line in result.stderr.strip().splitlines() if "%|" not in line]  # no bars
+    if case == "skipped":
+        assert result.returncode == 0, result.stderr
+        report = json.loads((tmp_path / "prepare.json").read_text())
+        assert report["skipped_bad_files"] == 1 and report["images_read"] == 31
+        assert any(line.startswith(f"warning: skipping {cut}: cannot decode") for line in lines)
+        return
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    expected = {
+        "undecodable": f"prepare: error: {cut}: cannot decode the pixel data (JPEG-LS Lossless",
+        "one class": f"prepare: error: {root}: found 1 class(es) ['glioma']",
+        "empty split": f"prepare: error: {root}: the ",
+    }[case]
+    assert lines[0].startswith(expected)
+    assert not out.exists() and not list(tmp_path.glob(".prepared.*"))

@@ -62,8 +62,10 @@ class Source:
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (decoders write paragraphs), shortened."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:  # "...raised by all plugins:" + the first one
+        text = f"{text} {lines[1]}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
