@@ -96,7 +96,7 @@ def latencies(models: dict[str, dict[str, Any]], shape: tuple[int, ...], repeats
                 model = m["model"].eval()
                 runners[name] = ("torch", lambda x, model=model: model(torch.from_numpy(x)))
             else:
-                session = onnx_session(m["path"], threads)
+                session = onnx_session(m["path"], threads, spin=False)
                 runners[name] = ("onnx", lambda x, s=session: s.run(None, {"images": x}))
         for batch in (1, 32):
             x = rng.random((batch, *shape), dtype=np.float32)

@@ -22,11 +22,13 @@ def onnx_latency_ms(
     warmup: int = 3,
 ) -> dict[str, dict[str, float]]:
     """Median ms per run of each model, keyed `onnx-t<threads>-b<batch>`, with the models'
-    runs interleaved (run 1 of each, then run 2 of each, ...)."""
+    runs interleaved (run 1 of each, then run 2 of each, ...) and no thread spinning between."""
     out: dict[str, dict[str, float]] = {name: {} for name in models}
     rng = np.random.default_rng(0)
     for n_threads in threads:
-        sessions = {name: onnx_session(path, n_threads) for name, path in models.items()}
+        sessions = {
+            name: onnx_session(path, n_threads, spin=False) for name, path in models.items()
+        }
         for batch in batch_sizes:
             x = {"images": rng.random((batch, *input_shape), dtype=np.float32)}
             times: dict[str, list[float]] = {name: [] for name in models}

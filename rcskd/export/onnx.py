@@ -74,14 +74,18 @@ def export_onnx(
     return path
 
 
-def onnx_session(path: str | Path, threads: int = 0):
-    """An onnxruntime CPU session (threads = 0: onnxruntime's default)."""
+def onnx_session(path: str | Path, threads: int = 0, spin: bool = True):
+    """An onnxruntime CPU session (threads = 0: onnxruntime's default). `spin=False` stops its
+    worker threads busy-waiting after a run, which would steal the CPU from whatever runs next
+    (interleaved timing of several models)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
