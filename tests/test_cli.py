@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from rcskd.cli import main
 from rcskd.models import InputSpec, ModelSpec, build_model, save_checkpoint
@@ -14,6 +17,7 @@ def test_info_lists_every_architecture_and_source_in_a_fresh_process():
     # a fresh interpreter: nothing else has imported the zoo or the sources yet
     code = "from rcskd.cli import main; raise SystemExit(main(['info']))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    import rcskd.data.sources  # noqa: F401  (this process: register the sources to compare)
     from rcskd.registry import MODELS, SOURCES
 
     listed = out.stdout
@@ -41,3 +45,25 @@ def test_info_on_a_bad_file_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rcskd info: error: ") and "pickled.pt: refused" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "name, content, kind",
+    [
+        ("metrics.json", b'{"student": {"acc": 0.9}}', "JSON"),
+        ("student.card.md", b"# Model card: student\n", "text"),
+        ("empty.pt", b"", "empty"),
+    ],
+)
+def test_info_and_predict_on_files_that_are_no_checkpoint_say_so(
+    tmp_path, capsys, name, content, kind
+):
+    path = tmp_path / name
+    path.write_bytes(content)
+    expected = f"{path}: not an rcskd checkpoint (a .pt file written by rcskd; this file is {kind})"
+    assert main(["info", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"rcskd info: error: {expected}"
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    assert main(["predict", str(image), "--model", str(path)]) == 2
+    assert expected in capsys.readouterr().err

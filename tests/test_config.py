@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,22 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path):
 def test_flatten_gives_dotted_keys():
     flat = flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}})
     assert flat == {"a.b": 1, "a.c.d": "[1, 2]", "e": "{}"}
+
+
+@pytest.mark.parametrize(
+    "raw, meant",
+    [
+        ({"teacher": {"epoch": 3}}, "teacher.train.epochs"),
+        ({"prune": {"budgett": 0.3}}, "prune.budget"),
+        ({"prepare": {"image_sise": 32}}, "prepare.image_size"),
+    ],
+)
+def test_an_unknown_key_suggests_the_key_it_most_likely_meant(raw, meant):
+    with pytest.raises(ConfigError, match=f"; did you mean '{re.escape(meant)}'\\?$"):
+        params_from_dict(raw)
+
+
+def test_no_suggestion_for_a_key_like_nothing_known():
+    with pytest.raises(ConfigError) as info:
+        params_from_dict({"teacher": {"train": {"zzz": 1}}})
+    assert "did you mean" not in str(info.value)

@@ -139,14 +139,40 @@ def _inputs_of_old(extra: dict[str, Any]) -> tuple[InputSpec | None, dict[str, A
     return inputs, {k: v for k, v in extra.items() if k not in keys}
 
 
+def _kind_of(path: Path, head: bytes) -> str:
+    """What a non-checkpoint file looks like, for the error message."""
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX model: use it with `rcskd predict --model`"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "JSON"
+    if not head:
+        return "empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data of another kind"
+    return "text"
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """The checkpoint written by `save_checkpoint` at `path`, model rebuilt and in eval mode."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (or, in old versions, a pickle, opcode 0x80 first): anything
+    # else (a JSON report, a model card, an ONNX file) is not a checkpoint at all
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{path}: not an rcskd checkpoint (a .pt file written by rcskd; this file is "
+            f"{_kind_of(path, head)})"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc) and "global" not in str(exc).lower():
+            raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
         raise CheckpointError(
             f"{path}: refused: the file holds pickled Python objects (e.g. a whole nn.Module), "
             "and loading those can run code. rcskd checkpoints hold a state_dict and a plain "
