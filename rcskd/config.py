@@ -189,11 +189,22 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class LatencyTableConfig:
+    """How the per-block latency table of `prune.resource: latency` is measured (eager PyTorch
+    on the CPU of the machine that runs the stage)."""
+
+    batch_size: int = field(default=1, metadata=bounds(1))
+    threads: int = field(default=1, metadata=bounds(1))
+    repeats: int = field(default=20, metadata=bounds(1))  # timed runs per entry (median)
+
+
+@dataclass(frozen=True)
 class PruneConfig:
     """LPB-RL: per-block pruning ratios under a resource budget, then a short fine-tune."""
 
     budget: float = field(default=0.5, metadata=bounds(0.01, 1.0))  # share of the teacher kept
-    resource: Literal["params", "flops"] = "params"
+    # what the budget counts: parameters, FLOPs, or milliseconds (the measured latency table)
+    resource: Literal["params", "flops", "latency"] = "params"
     max_ratio: float = field(default=0.8, metadata=bounds(0.0, 0.99))  # most a unit may lose
     granularity: Literal["block", "stage"] = "block"  # one ratio per block, or per stage
     importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
@@ -205,6 +216,7 @@ class PruneConfig:
     # FLOPs-aware search: a candidate keeping more than this share of the teacher's FLOPs loses
     # the excess from its reward (1.0 = no FLOPs constraint beside the `resource` budget)
     flops_budget: float = field(default=1.0, metadata=bounds(0.01, 1.0))
+    latency_table: LatencyTableConfig = field(default_factory=LatencyTableConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     finetune: TrainConfig = field(

@@ -13,8 +13,8 @@ from rcskd.train import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = ("--prepared", "--teacher", "--out", "--resume", "--ratios", "--report",
-             "--search-log", "--curve")  # fmt: skip
+    paths = ("--prepared", "--teacher", "--latency-table", "--out", "--resume", "--ratios",
+             "--report", "--search-log", "--curve")  # fmt: skip
     args = stage_parser(__doc__, *paths).parse_args(argv)
 
     def body(params) -> None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         with tracked("prune", section) as tracker:
             result = run_prune(
                 params, args.prepared, args.teacher, args.out,
-                RunOptions(args.resume, log_epochs(tracker)),
+                RunOptions(args.resume, log_epochs(tracker)), args.latency_table,
             )  # fmt: skip
             if is_main():
                 write_csv_atomic(args.search_log, result.search_history)

@@ -49,6 +49,7 @@ def stage_command(stage: str, params: Path, out: Path) -> list[str]:
     if stage == "prune":
         extra = ["--ratios", str(out / "ratios.json"), "--search-log", str(out / "s.csv")]
         return [sys.executable, "stages/prune.py", *common, "--teacher", "models/teacher.pt",
+                "--latency-table", "models/latency_table.json",
                 *extra]  # fmt: skip
     return [sys.executable, "stages/distill.py", *common, "--method", "tkd_ca",
             "--teacher", "models/teacher.pt", "--student", "models/pruned.pt"]  # fmt: skip

@@ -145,3 +145,31 @@ def test_teacher_trains_on_two_processes_writes_once_and_resumes_after_a_kill(re
     assert len(list(tmp_path.glob("t.pt*"))) == 1 and not resume.exists()
     # two processes trained, one run was logged (the killed attempt's never finished)
     assert _mlflow_runs(env, "teacher") - runs_before == 1
+
+
+def test_a_latency_budget_prunes_to_the_milliseconds_of_the_measured_table(repo_copy, tmp_path):
+    """prune.resource: latency: the latency_table stage measures the teacher's blocks on this
+    machine, the prune stage meets the budget in predicted milliseconds."""
+    dest, env, _ = repo_copy
+    stub = json.loads((dest / "models" / "latency_table.json").read_text())
+    assert stub == {"skipped": "prune.resource is params"}  # the default costs no time
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    # a tiny model is mostly fixed overhead: pruning every block by 0.8 keeps ~0.77 of its time
+    merge(params, {"prune": {"resource": "latency", "budget": 0.85,
+                             "latency_table": {"repeats": 5}}})  # fmt: skip
+    custom = tmp_path / "params.yaml"
+    custom.write_text(yaml.safe_dump(params, sort_keys=False))
+    table = tmp_path / "table.json"
+    run([sys.executable, "stages/latency_table.py", "--params", str(custom),
+         "--teacher", "models/teacher.pt", "--out", str(table)], dest, env)  # fmt: skip
+    measured = json.loads(table.read_text())
+    assert measured["blocks"] and measured["whole_ms"] > 0
+    out = tmp_path / "p"
+    run([sys.executable, "stages/prune.py", "--params", str(custom), "--prepared",
+         "data/prepared", "--teacher", "models/teacher.pt", "--latency-table", str(table),
+         "--out", str(out / "m.pt"), "--resume", str(out / "r.pt"), "--ratios",
+         str(out / "ratios.json"), "--report", str(out / "r.json"), "--search-log",
+         str(out / "s.csv"), "--curve", str(out / "c.csv")], dest, env)  # fmt: skip
+    report = json.loads((out / "r.json").read_text())
+    assert report["resource"] == "latency" and report["budget_met"]
+    assert abs(report["achieved_latency_ratio"] - 0.85) <= 0.02

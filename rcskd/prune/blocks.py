@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,8 @@ from rcskd.models.resnet import BasicBlock, Bottleneck
 from rcskd.models.shufflenet import ShuffleUnit
 from rcskd.prune.surgery import remove_channels
 
+# kept shares of a block's channels at which the latency table is measured
+LATENCY_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 KINDS = ("basic", "bottleneck", "dense", "inverted_residual", "shuffle")
 
 
@@ -48,11 +51,23 @@ class Block:
     # root, quadratic when two coupled roots shrink together (Bottleneck conv2: m x m weights).
     params_cost: tuple[int, int]
     flops_cost: tuple[int, int]
+    # ms of the block alone at kept fractions 0.1, 0.2, ..., 1.0 (rcskd.prune.latency), when
+    # `prune.resource: latency`
+    latency_ms: tuple[float, ...] = ()
 
-    def removed(self, k: int, resource: str) -> int:
-        """Parameters ("params") or FLOPs per image ("flops") removed with k channels per root."""
+    def removed(self, k: float, resource: str) -> float:
+        """Parameters ("params"), FLOPs per image ("flops") or milliseconds ("latency", from
+        the measured table) removed with k channels per root."""
+        if resource == "latency":
+            return self.latency_at(1.0) - self.latency_at(1.0 - k / self.channels)
         a, b = self.params_cost if resource == "params" else self.flops_cost
         return a * k + b * k * k
+
+    def latency_at(self, kept: float) -> float:
+        """Milliseconds at a kept fraction (linear between the measured ones)."""
+        if not self.latency_ms:
+            raise ValueError(f"{self.name}: no latency table attached (prune.resource: latency)")
+        return float(np.interp(kept, LATENCY_FRACTIONS, self.latency_ms))
 
 
 def _describe(name: str, module: nn.Module) -> tuple[str, str, tuple[str, ...]] | None:

@@ -17,12 +17,14 @@ from torch.nn import functional as F
 from rcskd.config import Params
 from rcskd.data.dataset import TensorSplit
 from rcskd.data.transforms import Preprocess
+from rcskd.errors import ConfigError
 from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.progress import progress
 from rcskd.prune.apply import prune_blocks, remaining
 from rcskd.prune.blocks import find_blocks
 from rcskd.prune.env import PruningEnv, make_units, unit_ratios_to_blocks
 from rcskd.prune.journal import SearchJournal
+from rcskd.prune.latency import with_latency
 from rcskd.prune.proxy import proxy_score, proxy_subsets
 from rcskd.prune.search import (
     SearchResult,
@@ -75,23 +77,33 @@ def run_search(
     show_progress: bool = True,
     device: torch.device | str = "cpu",
     journal: SearchJournal | None = None,
+    latency_table: dict | None = None,
 ) -> tuple[dict[str, SearchResult], list, list, Callable[[dict[str, float]], float]]:
     """Every configured search method's result, plus the blocks, units and scoring function.
 
     Candidates are cut on the CPU (Torch-Pruning traces there) and scored on `device`: BN
     recalibration and the held-out accuracy run where training runs. Every evaluation goes
-    through `journal` (a fresh in-memory one by default): a killed search replays it.
+    through `journal` (a fresh in-memory one by default): a killed search replays it. With
+    `prune.resource: latency`, `latency_table` (rcskd.prune.latency) prices the candidates.
     """
     journal = journal or SearchJournal(None, "")
     cfg = params.prune
     device = torch.device(device)
     blocks = find_blocks(teacher, input_shape)
+    if cfg.resource == "latency":
+        if latency_table is None or "blocks" not in latency_table:
+            raise ConfigError("prune.resource: latency needs the measured latency table")
+        blocks = with_latency(blocks, latency_table)
     units = make_units(blocks, cfg.granularity)
     calib, held = proxy_data(params, splits, device)
     if cfg.importance == "taylor":
         _taylor_gradients(teacher, held.images, held.labels, preprocess, device)
     teacher_flops = count_flops(teacher, input_shape)
-    total = count_params(teacher) if cfg.resource == "params" else teacher_flops
+    total = {
+        "params": lambda: count_params(teacher),
+        "flops": lambda: teacher_flops,
+        "latency": lambda: latency_table["rest_ms"] + sum(b.latency_at(1.0) for b in blocks),
+    }[cfg.resource]()
     methods = [cfg.search]
     if cfg.compare_baselines:
         methods += [m for m in ("ddpg", "cem", "random", "uniform") if m != cfg.search]

@@ -15,6 +15,7 @@ from rcskd.models import load_checkpoint
 from rcskd.prune.apply import prune_blocks
 from rcskd.prune.env import unit_ratios_to_blocks
 from rcskd.prune.journal import SearchJournal
+from rcskd.prune.latency import load_latency_table, predicted_ms
 from rcskd.prune.lpb_rl import rerank_with_finetune, run_search
 from rcskd.roles import PRUNED
 from rcskd.train import (
@@ -43,8 +44,10 @@ def run_prune(
     teacher_path: str | Path,
     model_out: str | Path,
     run: RunOptions = DEFAULT_RUN,
+    latency_table: str | Path | None = None,
 ) -> PruneResult:
-    """Search, prune, fine-tune and save the student (validation scores only)."""
+    """Search, prune, fine-tune and save the student (validation scores only). With
+    `prune.resource: latency`, `latency_table` is the measured table (stages/latency_table.py)."""
     start = time.perf_counter()
     cfg = params.prune
     teacher = load_checkpoint(teacher_path)
@@ -56,15 +59,16 @@ def run_prune(
     model = teacher.model
     device = resolve_device(params.device)
     teacher_digest = file_digest(teacher_path)
+    table = load_latency_table(latency_table) if cfg.resource == "latency" else None
     search_settings = {k: v for k, v in as_dict(cfg).items() if k != "finetune"}
     journal = SearchJournal.open(
         f"{run.resume_path}.search.json" if run.resume_path else None,
         run_fingerprint(
-            search_settings, params.seed, teacher_digest, meta["fingerprint"], str(device)
-        ),  # fmt: skip
+            search_settings, params.seed, teacher_digest, meta["fingerprint"], str(device), table
+        ),
     )
     results, blocks, units, _ = run_search(
-        params, model, splits, inputs.preprocess, shape, run.show_progress, device, journal
+        params, model, splits, inputs.preprocess, shape, run.show_progress, device, journal, table
     )
     search_seconds = time.perf_counter() - start
     chosen = results[cfg.search]
@@ -104,7 +108,13 @@ def run_prune(
         model_out, provenance,
     )  # fmt: skip
     journal.finish()
-    achieved = params_ratio if cfg.resource == "params" else flops_ratio
+    achieved = {"params": params_ratio, "flops": flops_ratio}.get(cfg.resource)
+    latency = {}
+    if table is not None:  # predicted from the table, as the search saw it
+        whole = table["rest_ms"] + sum(b.latency_at(1.0) for b in blocks)
+        achieved = predicted_ms(blocks, ratios, table, cfg.round_to) / whole
+        latency = {"achieved_latency_ratio": round(achieved, 6),
+                   "teacher_latency_ms": round(whole, 4)}  # fmt: skip
     uniform = results.get("uniform")
     summary = {
         "budget": cfg.budget,
@@ -114,6 +124,7 @@ def run_prune(
         "search": cfg.search,
         "achieved_params_ratio": round(params_ratio, 6),
         "achieved_flops_ratio": round(flops_ratio, 6),
+        **latency,
         "budget_error": round(achieved - cfg.budget, 6),
         "budget_met": abs(achieved - cfg.budget) <= 0.02,
         "proxy_score": chosen.score,
