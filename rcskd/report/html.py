@@ -74,9 +74,10 @@ def _figure(data: bytes, caption: str) -> str:
 def pareto_points(comparison: list[dict[str, Any]], past_runs: list[dict[str, Any]]) -> list[dict]:
     """This run's models plus the students of earlier runs / DVC experiments (from MLflow)."""
     points = [
-        {"params": r["params"], "acc": r["acc"], "label": r["model"], "group": "this run"}
+        {"params": r["params"], "latency_ms": r.get("latency_ms", {}).get("b1"), "acc": r["acc"],
+         "label": r["model"], "group": "this run"}
         for r in comparison
-    ]
+    ]  # fmt: skip
     seen = {(p["params"], round(p["acc"], 6)) for p in points}
     for run in past_runs:
         m = run["metrics"]
@@ -89,6 +90,7 @@ def pareto_points(comparison: list[dict[str, Any]], past_runs: list[dict[str, An
             seen.add(key)
             name = run["dvc_exp"] or f"commit {run['git_commit'][:7]}"
             points.append({"params": key[0], "acc": key[1], "label": f"{name}:{model}",
+                           "latency_ms": m.get(f"{model}.latency_b1_ms"),
                            "group": f"earlier {model}"})  # fmt: skip
     return points
 
@@ -158,6 +160,11 @@ def build_report(inp: ReportInputs) -> str:
         search += _figure(png_bytes(fig), "chosen ratio per block against uniform pruning")
     pareto = (
         _figure(png_bytes(pareto_figure(inp.pareto)), "test accuracy against parameters")
+        + _figure(
+            png_bytes(pareto_figure(inp.pareto, "latency_ms")),
+            "test accuracy against CPU latency at batch 1 (PyTorch eager for checkpoints, "
+            "onnxruntime for the INT8 student)",
+        )
         if inp.pareto
         else "<p class=note>no evaluated models yet</p>"
     )
@@ -169,7 +176,7 @@ def build_report(inp: ReportInputs) -> str:
         "confusion": ("Confusion matrices", _per_model(inp, "confusion")),
         "calibration": ("Reliability diagrams", _per_model(inp, "reliability")),
         "gradcam": ("Grad-CAM (same test images for every model)", _per_model(inp, "gradcam")),
-        "pareto": ("Accuracy against size (this run and earlier runs / DVC experiments)", pareto),
+        "pareto": ("Accuracy against size and latency (this run and earlier runs)", pareto),
     }
     sections = "".join(
         f'<section id="{key}"><h2>{title}</h2>{content}</section>'

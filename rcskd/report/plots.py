@@ -181,25 +181,34 @@ def ratios_figure(chosen: dict[str, float], uniform: dict[str, float] | None) ->
     return fig
 
 
-def pareto_figure(points: Sequence[dict]) -> Figure:
-    """Accuracy against parameters; each point {params, acc, label, group}; the front joined."""
+PARETO_AXES = {  # cost key of a point -> (axis label, divisor, title)
+    "params": ("parameters (M)", 1e6, "accuracy against size, over runs and experiments"),
+    "latency_ms": ("CPU latency at batch 1 (ms)", 1.0, "accuracy against latency (CPU, batch 1)"),
+}
+
+
+def pareto_figure(points: Sequence[dict], cost: str = "params") -> Figure:
+    """Accuracy against a cost (`PARETO_AXES`); each point {<cost>, acc, label, group}; the
+    front joined. Points without that cost are left out."""
+    xlabel, scale, title = PARETO_AXES[cost]
+    points = [p for p in points if p.get(cost) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for group in dict.fromkeys(p["group"] for p in points):
         mine = [p for p in points if p["group"] == group]
-        ax.scatter([p["params"] / 1e6 for p in mine], [p["acc"] for p in mine], label=group, s=22)
+        ax.scatter([p[cost] / scale for p in mine], [p["acc"] for p in mine], label=group, s=22)
     front, best = [], -1.0
-    for p in sorted(points, key=lambda p: p["params"]):
+    for p in sorted(points, key=lambda p: p[cost]):
         if p["acc"] > best:
             front.append(p)
             best = p["acc"]
-    ax.step([p["params"] / 1e6 for p in front], [p["acc"] for p in front], "k--", where="post",
+    ax.step([p[cost] / scale for p in front], [p["acc"] for p in front], "k--", where="post",
             lw=0.8, label="Pareto front")  # fmt: skip
     for p in front:
-        ax.annotate(p["label"], (p["params"] / 1e6, p["acc"]), fontsize=7,
+        ax.annotate(p["label"], (p[cost] / scale, p["acc"]), fontsize=7,
                     xytext=(3, -9), textcoords="offset points")  # fmt: skip
-    ax.set_xlabel("parameters (M)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy")
-    ax.set_title("accuracy against size, over runs and experiments")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

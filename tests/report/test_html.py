@@ -61,7 +61,7 @@ def test_every_section_is_present_in_order(page):
 
 def test_every_image_is_an_embedded_png(page):
     sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
-    assert len(sources) == 1 + 2 + 2 + 3 * 2 + 1  # samples, curves, search, per-model, pareto
+    assert len(sources) == 1 + 2 + 2 + 3 * 2 + 2  # samples, curves, search, per-model, 2 pareto
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
@@ -112,3 +112,22 @@ def test_distillation_curves_show_train_ce_beside_the_objective():
     }
     assert labels["teacher"] == ["train", "validation CE"]
     assert labels["kd"] == ["train objective (CE + distillation)", "train CE", "validation CE"]
+
+
+def test_pareto_points_carry_batch_1_latency_for_the_latency_plot():
+    from rcskd.report.plots import pareto_figure
+
+    rows = [comparison_row("teacher", 1000, 0.9), comparison_row("student_int8", 300, 0.85)]
+    past = [
+        {
+            "dvc_exp": "e1",
+            "git_commit": "c",
+            "metrics": {"student.acc": 0.8, "student.params": 300, "student.latency_b1_ms": 0.4},
+        }
+    ]
+    points = pareto_points(rows, past)
+    assert [p["latency_ms"] for p in points] == [
+        rows[0]["latency_ms"]["b1"], rows[1]["latency_ms"]["b1"], 0.4
+    ]  # fmt: skip
+    figure = pareto_figure(points, "latency_ms")
+    assert figure.axes[0].get_xlabel() == "CPU latency at batch 1 (ms)"
