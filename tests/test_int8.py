@@ -105,5 +105,7 @@ def test_evaluate_scores_the_int8_model_in_onnxruntime_like_any_model(
     assert model_name(path) == "student_int8"
     assert report["runtime"] == "onnxruntime" and report["params"] == count_params(model)
     assert report["acc"] >= 0.9 and set(report["latency_ms"]) == {"b1", "b32"}
+    assert set(report["latency_ms_by_threads"]) == {"t1", "t2"}
+    assert report["latency_ms"] == report["latency_ms_by_threads"]["t2"]
     assert report["size_mb"] < (out / "student.onnx").stat().st_size / 2**20
     assert sorted(figures) == ["student_int8_confusion.png", "student_int8_reliability.png"]
