@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from rcskd.errors import ConfigError
+from rcskd.metrics.complexity import time_call
 from rcskd.progress import progress
 from rcskd.prune.apply import kept_channels, prune_blocks
 from rcskd.prune.blocks import LATENCY_FRACTIONS as FRACTIONS
@@ -33,14 +32,7 @@ from rcskd.prune.blocks import Block, scope_inputs
 @torch.no_grad()
 def median_ms(run: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     """Median wall time of `run()` in milliseconds (no autograd)."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return time_call(run, repeats, warmup)["median_ms"]
 
 
 def _batched(args: tuple, batch: int) -> tuple:
