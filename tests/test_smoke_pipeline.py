@@ -154,9 +154,7 @@ def test_a_latency_budget_prunes_to_the_milliseconds_of_the_measured_table(repo_
     stub = json.loads((dest / "models" / "latency_table.json").read_text())
     assert stub == {"skipped": "prune.resource is params"}  # the default costs no time
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    # a tiny model is mostly fixed overhead: pruning every block by 0.8 keeps ~0.77 of its time
-    merge(params, {"prune": {"resource": "latency", "budget": 0.85,
-                             "latency_table": {"repeats": 5}}})  # fmt: skip
+    merge(params, {"prune": {"resource": "latency", "latency_table": {"repeats": 5}}})
     custom = tmp_path / "params.yaml"
     custom.write_text(yaml.safe_dump(params, sort_keys=False))
     table = tmp_path / "table.json"
@@ -164,6 +162,14 @@ def test_a_latency_budget_prunes_to_the_milliseconds_of_the_measured_table(repo_
          "--teacher", "models/teacher.pt", "--out", str(table)], dest, env)  # fmt: skip
     measured = json.loads(table.read_text())
     assert measured["blocks"] and measured["whole_ms"] > 0
+    # a tiny model is mostly fixed overhead (pruning every block by 0.8 keeps ~0.77 of its time
+    # here): aim halfway between what the measured table can reach and the whole model
+    floor = (measured["rest_ms"] + sum(r[1] for r in measured["blocks"].values())) / sum(
+        [measured["rest_ms"], *(r[-1] for r in measured["blocks"].values())]
+    )
+    budget = round((1 + floor) / 2, 3)
+    merge(params, {"prune": {"budget": budget}})
+    custom.write_text(yaml.safe_dump(params, sort_keys=False))
     out = tmp_path / "p"
     run([sys.executable, "stages/prune.py", "--params", str(custom), "--prepared",
          "data/prepared", "--teacher", "models/teacher.pt", "--latency-table", str(table),
@@ -172,4 +178,4 @@ def test_a_latency_budget_prunes_to_the_milliseconds_of_the_measured_table(repo_
          str(out / "s.csv"), "--curve", str(out / "c.csv")], dest, env)  # fmt: skip
     report = json.loads((out / "r.json").read_text())
     assert report["resource"] == "latency" and report["budget_met"]
-    assert abs(report["achieved_latency_ratio"] - 0.85) <= 0.02
+    assert abs(report["achieved_latency_ratio"] - budget) <= 0.02

@@ -57,15 +57,21 @@ def share_errors(model, blocks, rng) -> list[float]:
 def test_the_table_adds_up_to_the_measured_latency_of_pruned_models(measured):
     """Predicted (rest + each block at its kept share) against whole pruned models timed alone:
     mean error of the share under 0.1 (measured here on a quiet machine: under 0.02). Timing on
-    a shared machine is noisy, so up to 3 attempts, each with a fresh table."""
+    a shared machine is noisy, so up to 5 attempts, each with a fresh table."""
     model, blocks, _ = measured
     rng = np.random.default_rng(0)
-    attempts = [np.mean(share_errors(model, blocks, rng)) for _ in range(3)]
+    attempts = []
+    while len(attempts) < 5 and min(attempts, default=1.0) >= 0.1:
+        attempts.append(float(np.mean(share_errors(model, blocks, rng))))
     assert min(attempts) < 0.1, attempts
 
 
 def test_a_latency_budget_is_met_in_milliseconds(measured):
-    _, blocks, table = measured
+    """On a fixed table (no timing noise): every block takes 1 ms at full width, linearly less
+    when pruned, the rest 1 ms."""
+    _, blocks, _ = measured
+    table = {"rest_ms": 1.0,
+             "blocks": {b.name: [0.1 * (i + 1) for i in range(10)] for b in blocks}}  # fmt: skip
     priced = with_latency(blocks, table)
     total = table["rest_ms"] + sum(b.latency_at(1.0) for b in priced)
     env = PruningEnv(make_units(priced, "block"), total, 0.7, "latency", 0.9, lambda r: 1.0)
