@@ -37,7 +37,7 @@ from common import (
 
 from rcskd.data.dataset import load_splits
 from rcskd.export.bundle import inference_metadata
-from rcskd.export.onnx import export_onnx, onnx_session, run_onnx
+from rcskd.export.onnx import export_onnx, onnx_logits, onnx_session
 from rcskd.export.quantize import quantize_int8
 from rcskd.io import write_json_atomic
 from rcskd.metrics.complexity import count_flops, count_params
@@ -49,12 +49,6 @@ from rcskd.train import RunOptions
 
 OUT = RESULTS / "deploy.json"
 BUDGETS = (0.5, 0.2)
-
-
-def onnx_logits(path: Path, images: torch.Tensor, batch: int = 128) -> np.ndarray:
-    session = onnx_session(path)
-    return np.concatenate([run_onnx(session, images[i : i + batch])
-                           for i in range(0, len(images), batch)])  # fmt: skip
 
 
 def latency_student(prepared: Path, folder: Path, budget: float) -> Path:

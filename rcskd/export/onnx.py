@@ -117,6 +117,19 @@ def run_onnx(session, images: Tensor) -> np.ndarray:
     return session.run(["logits"], {"images": images.numpy().astype(np.float32)})[0]
 
 
+def onnx_logits(
+    path: str | Path, images: Tensor, batch: int = 128, preprocess: Any = None
+) -> np.ndarray:
+    """Logits of the ONNX model at `path` on `images`, `batch` at a time (each batch passed
+    through `preprocess` first when given, so raw uint8 images never sit in memory as floats)."""
+    session = onnx_session(path)
+    parts = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        parts.append(run_onnx(session, preprocess(chunk) if preprocess else chunk))
+    return np.concatenate(parts)
+
+
 def check_onnx(model: nn.Module, path: str | Path, samples: Tensor, tol: float = 1e-4) -> float:
     """Max |logit difference| between PyTorch and onnxruntime on `samples` (and on one
     sample alone, to exercise the dynamic batch). Raises ExportError above `tol`."""

@@ -20,7 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from rcskd.errors import RcskdError
-from rcskd.export.onnx import METADATA_KEY, ExportError, onnx_session, run_onnx
+from rcskd.export.onnx import METADATA_KEY, ExportError, onnx_logits
 from rcskd.io import temp_dir_beside
 
 CALIBRATION_BATCH = 32
@@ -121,12 +121,8 @@ def _dynamic(fp32: Path, out: Path) -> None:
 
 def onnx_accuracy(path: str | Path, images: Tensor, labels: Tensor, batch: int = 64) -> float:
     """Top-1 accuracy of an ONNX model on preprocessed `images`."""
-    session = onnx_session(path)
-    correct = 0
-    for i in range(0, len(images), batch):
-        logits = run_onnx(session, images[i : i + batch])
-        correct += int((logits.argmax(1) == labels[i : i + batch].numpy()).sum())
-    return correct / max(len(images), 1)
+    logits = onnx_logits(path, images, batch)
+    return float((logits.argmax(1) == labels.numpy()).sum()) / max(len(images), 1)
 
 
 def int8_accuracy_check(

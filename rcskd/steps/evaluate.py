@@ -21,7 +21,7 @@ from rcskd.config import EvaluateConfig, Params
 from rcskd.data.dataset import TensorSplit, load_meta, load_splits
 from rcskd.errors import DataError
 from rcskd.export.latency import onnx_latency_ms
-from rcskd.export.onnx import onnx_input_spec, onnx_metadata, onnx_session, run_onnx
+from rcskd.export.onnx import onnx_input_spec, onnx_logits, onnx_metadata
 from rcskd.metrics.clinical import calibration_bins, classification_report
 from rcskd.metrics.complexity import (
     count_flops,
@@ -77,11 +77,7 @@ def evaluate_onnx_model(
         raise DataError(f"{path}: model classes {inputs.classes} differ from the data's {classes}")
     if "params" not in meta or "flops" not in meta:
         raise DataError(f"{path}: exported before rcskd recorded params/FLOPs; export it again")
-    session = onnx_session(path)
-    logits = np.concatenate([
-        run_onnx(session, inputs.preprocess(test.images[i : i + cfg.batch_size]))
-        for i in range(0, len(test.images), cfg.batch_size)
-    ])  # fmt: skip
+    logits = onnx_logits(path, test.images, cfg.batch_size, inputs.preprocess)
     probs = torch.from_numpy(logits).softmax(1).numpy()
     y = test.labels.numpy()
     report = classification_report(y, probs, classes, cfg.ece_bins, cfg.bootstrap, seed)

@@ -5,21 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from rcskd.models import ModelSpec, build_model
 from rcskd.prune.apply import prune_blocks, remaining
-from rcskd.prune.blocks import LATENCY_FRACTIONS, find_blocks
+from rcskd.prune.blocks import LATENCY_FRACTIONS
 from rcskd.prune.env import PruningEnv, make_units
 from rcskd.prune.latency import measure_latency_table, median_ms, predicted_ms, with_latency
 from rcskd.prune.search import search_uniform
-
-SHAPE = (1, 32, 32)
+from tests.prune.test_env_search import SHAPE, setting  # noqa: F401  (the shared tiny ResNet)
 
 
 @pytest.fixture(scope="module")
-def measured():
-    torch.manual_seed(0)
-    model = build_model(ModelSpec("resnet18", 4, 1, 0.5)).eval()
-    blocks = find_blocks(model, SHAPE)
+def measured(setting):  # noqa: F811
+    model, blocks, _ = setting
     table = measure_latency_table(model, blocks, SHAPE, batch_size=1, threads=1, repeats=15,
                                   show_progress=False)  # fmt: skip
     return model, blocks, table
