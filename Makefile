@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check rcskd stages tests benchmarks
-	$(BIN)/ruff format --check rcskd stages tests benchmarks
+	$(BIN)/ruff check rcskd stages tests benchmarks tools
+	$(BIN)/ruff format --check rcskd stages tests benchmarks tools
 
 clean-venv:
 	rm -rf $(VENV)

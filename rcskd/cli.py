@@ -81,24 +81,36 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         print(format_table(results, predictor.classes))
+    for warning in predictor.warnings:
+        print(f"rcskd predict: warning: {args.model}: {warning}", file=sys.stderr)
+    for r in results:
+        for warning in r.warnings:
+            if warning not in predictor.warnings:
+                print(f"rcskd predict: warning: {r.origin}: {warning}", file=sys.stderr)
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"rcskd predict: error: {r.error}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `rcskd` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `rcskd` command line: every option has help text."""
     parser = argparse.ArgumentParser(prog="rcskd", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"rcskd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="what is registered, or what a checkpoint holds")
-    info.add_argument("checkpoint", nargs="?", type=Path)
+    info.add_argument("checkpoint", nargs="?", type=Path,
+                      help="a .pt checkpoint to describe (omit: list the registry)")  # fmt: skip
     info.set_defaults(run=_info)
     export = sub.add_parser("export", help="ONNX + TorchScript + model card, checked")
-    export.add_argument("checkpoint", type=Path)
-    export.add_argument("--out", type=Path, default=Path("models/export"))
-    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("checkpoint", type=Path, help="the .pt checkpoint to export")
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=Path("models/export"),
+        help="folder for the exported files (default models/export)",
+    )
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     export.add_argument(
         "--prepared",
         type=Path,
@@ -133,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     export.set_defaults(run=_export)
     predict = sub.add_parser("predict", help="classify images, folders or DICOM files")
-    predict.add_argument("paths", nargs="+", type=Path)
+    predict.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="image files (PNG, JPEG, ...), DICOM files or folders of them",
+    )
     predict.add_argument(
         "--model",
         type=Path,
@@ -148,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for Grad-CAM overlay PNGs (.pt models only)",
     )
     predict.set_defaults(run=_predict)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rcskd` command."""
+    args = build_parser().parse_args(argv)
     status: list[int] = []
     code = run_reporting_errors(f"rcskd {args.command}", lambda: status.append(args.run(args) or 0))
     return code or (status[0] if status else 0)

@@ -3,7 +3,8 @@
 Each input is read and prepared exactly as the prepare stage prepared the model's training data
 (DICOM window, border crop, pad to square, resize, grey/RGB, normalisation), all taken from the
 model's `InputSpec`. An unreadable input gives an error row naming the file and why; the other
-inputs are still classified.
+inputs are still classified. Each row carries warnings a clinician must see: a model trained
+on the synthetic phantom, an input whose intensities lie far outside the training data's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rcskd.data.intensity import intensity_warning
 from rcskd.data.prepare import fit_image
 from rcskd.data.sources.dicom import is_dicom, read_dicom
 from rcskd.data.sources.imagefolder import IMAGE_SUFFIXES, read_image
@@ -31,9 +33,18 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     gradcam: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None and v != {}}
+
+
+def model_warnings(inputs: InputSpec) -> list[str]:
+    """What is wrong with using this model on real scans at all."""
+    if inputs.source == "phantom":
+        return ["the model was trained on the synthetic phantom (data.source: phantom), not on "
+                "scans: its predictions on real images mean nothing"]  # fmt: skip
+    return []
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -89,6 +100,7 @@ class Predictor:
             self.inputs = checkpoint.require_inputs()
         self.classes: list[str] = self.inputs.classes
         self.preprocess = self.inputs.preprocess
+        self.warnings = model_warnings(self.inputs)
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """uint8 C x H x W at the model's size, like the prepare stage makes it."""
@@ -139,7 +151,11 @@ def predict_paths(
                 origin,
                 predictor.classes[k],
                 {c: round(float(p), 6) for c, p in zip(predictor.classes, probs, strict=True)},
+                warnings=list(predictor.warnings),
             )
+            far = intensity_warning(image, predictor.inputs.intensity)
+            if far:
+                row.warnings.append(far)
             if gradcam_dir is not None:
                 row.gradcam = str(_write_overlay(predictor, image, k, origin, Path(gradcam_dir)))
             results.append(row)

@@ -2,8 +2,15 @@
 
 Default store: `sqlite:///<repo>/mlflow.db` with artifacts in `<repo>/mlartifacts` (both
 git-ignored), so `mlflow ui --backend-store-uri sqlite:///mlflow.db` shows every stage's run.
-`MLFLOW_TRACKING_URI` overrides the store, `MLFLOW_EXPERIMENT_NAME` the experiment ("rcskd").
-Each stage is one run tagged with the stage, the git commit and the DVC experiment name.
+`MLFLOW_TRACKING_URI` overrides the store, `MLFLOW_EXPERIMENT_NAME` the experiment ("rcskd"),
+created as a model-training experiment (not MLflow 3's GenAI view).
+
+One pipeline execution is one parent run, named by the DVC experiment (`dvc exp run`) or, for a
+plain `dvc repro`, by the commit and a digest of params.yaml; it holds the whole flattened
+params.yaml, the headline metrics (evaluate) and the prepared dataset as an input. Each stage is
+a child run named `<stage>`, tagged with the stage, the commit and the pipeline.
+(`rcskd.mlflow_models` logs and registers models; these two are the only modules that import
+mlflow.)
 
 Robustness: a remote server (`http(s)://`) must answer a health probe within
 `PROBE_TIMEOUT_S` before a stage does any work (MLflow's own client retries for minutes); the
@@ -14,9 +21,13 @@ a stage is one TrackingError line.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import subprocess
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +37,11 @@ from rcskd.config import flatten
 from rcskd.errors import RcskdError, TrackingError
 
 DEFAULT_EXPERIMENT = "rcskd"
+# MLflow 3 opens an experiment without this tag in its GenAI view (traces, assistant).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+PIPELINE_TAG = "pipeline"  # the parent's key, on the parent and on every stage run
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+BATCH = 100  # MLflow's limit of params per log_batch call
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
 PROBE_TIMEOUT_S = 10.0
 SQLITE_PREFIX = "sqlite:///"
@@ -115,7 +131,8 @@ def open_experiment(mlflow: Any, root: Path) -> str:
             if experiment is not None:
                 return experiment.experiment_id
             artifacts = (store_root(root) / "mlartifacts").as_uri()
-            return mlflow.create_experiment(name, artifact_location=artifacts)
+            return mlflow.create_experiment(name, artifact_location=artifacts,
+                                            tags=EXPERIMENT_KIND)  # fmt: skip
     except RcskdError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow, SQLAlchemy and HTTP errors alike
@@ -134,20 +151,97 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-class StageRun:
-    """What a stage may log to its MLflow run."""
+def pipeline_key(pipeline: Mapping[str, Any], commit: str) -> tuple[str, str]:
+    """(key, display name) of the pipeline execution a stage belongs to: the DVC experiment's
+    name under `dvc exp run`, else the commit and a digest of the whole params.yaml (a plain
+    `dvc repro` of other params on the same commit is another execution)."""
+    exp = os.environ.get("DVC_EXP_NAME", "")
+    if exp:
+        return exp, exp
+    text = json.dumps(flatten(dict(pipeline)), sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{commit[:7]}-{digest}", f"dvc repro @ {commit[:7]} (params {digest})"
 
-    def __init__(self, mlflow: Any) -> None:
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric leaves of a nested mapping under dotted names."""
+    return {
+        k.replace("/", "."): float(v)
+        for k, v in flatten(dict(metrics)).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def parent_run(mlflow: Any, experiment_id: str, pipeline: Mapping[str, Any], commit: str) -> str:
+    """The id of this pipeline execution's parent run, created (with all params) if new.
+
+    Called under the store lock, so stages of parallel experiments never create one twice.
+    """
+    from mlflow.entities import Param, RunStatus
+
+    key, name = pipeline_key(pipeline, commit)
+    client = mlflow.MlflowClient()
+    found = client.search_runs([experiment_id], f"tags.{PIPELINE_TAG} = '{key}' and "
+                               "tags.kind = 'pipeline'", max_results=1)  # fmt: skip
+    if found:
+        return found[0].info.run_id
+    tags = {PIPELINE_TAG: key, "kind": "pipeline", "git_commit": commit,
+            "dvc_exp": os.environ.get("DVC_EXP_NAME", "") or "workspace"}  # fmt: skip
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    flat = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(dict(pipeline)).items()]
+    for i in range(0, len(flat), BATCH):
+        client.log_batch(run.info.run_id, params=flat[i : i + BATCH])
+    client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+    return run.info.run_id
+
+
+class StageRun:
+    """What a stage may log to its MLflow run (and to its pipeline's parent run)."""
+
+    def __init__(self, mlflow: Any, parent_id: str | None = None) -> None:
         self._mlflow = mlflow
+        self.parent_id = parent_id
+
+    def log_pipeline_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Log the numeric leaves of `metrics` on the parent run (the headline metrics)."""
+        from mlflow.entities import Metric
+
+        numeric = _numeric(metrics)
+        if self.parent_id is None or not numeric:
+            return
+        now = int(1000 * time.time())
+        batch = [Metric(k, v, now, 0) for k, v in numeric.items()]
+        self._mlflow.MlflowClient().log_batch(self.parent_id, metrics=batch)
+
+    def log_prepared(self, prepared: str | Path, context: str) -> None:
+        """The prepared data (its meta.json: source, fingerprint) as an MLflow dataset input of
+        this run and of the parent run; `context` is "training" or "evaluation"."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        path = Path(prepared)
+        meta = json.loads((path / "meta.json").read_text())
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": both local
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(str(path.resolve()))
+        dataset = MetaDataset(source,
+                              name=f"prepared-{meta.get('source', 'data')}",
+                              digest=str(meta["fingerprint"])[:36])  # fmt: skip
+        self._mlflow.log_input(dataset, context=context)
+        if self.parent_id is None:
+            return
+        from mlflow.entities import DatasetInput, InputTag
+
+        client = self._mlflow.MlflowClient()
+        have = client.get_run(self.parent_id).inputs.dataset_inputs
+        if not any(d.dataset.digest == dataset.digest for d in have):
+            entry = DatasetInput(dataset._to_mlflow_entity(),
+                                 [InputTag("mlflow.data.context", context)])  # fmt: skip
+            client.log_inputs(self.parent_id, [entry])
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log the numeric leaves of a (nested) mapping under dotted names."""
-        flat = flatten(dict(metrics))
-        numeric = {
-            k.replace("/", "."): float(v)
-            for k, v in flat.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
+        numeric = _numeric(metrics)
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 
@@ -166,24 +260,36 @@ def stage_run(
     params: Mapping[str, Any],
     root: str | Path = ".",
     tags: Mapping[str, str] | None = None,
+    pipeline: Mapping[str, Any] | None = None,
 ) -> Iterator[StageRun]:
-    """Open an MLflow run for `stage`, tagged (plus `tags`), log its params; yields a `StageRun`."""
+    """Open an MLflow run for `stage`, tagged (plus `tags`), log its params; yields a `StageRun`.
+
+    With `pipeline` (all of params.yaml as plain data) the run is a child of its pipeline
+    execution's parent run (created by the first stage that runs).
+    """
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     root = Path(root)
     experiment_id = open_experiment(mlflow, root)
+    commit = git_commit(root)
     run_tags = {
         "stage": stage,
-        "git_commit": git_commit(root),
-        "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
+        "git_commit": commit,
+        "dvc_exp": os.environ.get("DVC_EXP_NAME", "") or "workspace",
         **(tags or {}),
     }
+    parent_id = None
+    if pipeline is not None:
+        with store_lock(tracking_uri(root)):
+            parent_id = parent_run(mlflow, experiment_id, pipeline, commit)
+        run_tags[PIPELINE_TAG] = pipeline_key(pipeline, commit)[0]
+        run_tags[PARENT_TAG] = parent_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=run_tags):
         flat = {k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(dict(params)).items()}
         mlflow.log_params(flat)
-        yield StageRun(mlflow)
+        yield StageRun(mlflow, parent_id)
 
 
 def past_stage_runs(

@@ -15,11 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rcskd.config import Params, load_params
+from rcskd.config import Params, as_dict, load_params
 from rcskd.distributed import dist_context, init_distributed, launched_by_torchrun
 from rcskd.errors import run_reporting_errors
 from rcskd.io import check_writable, write_csv_atomic, write_json_atomic
 from rcskd.tracking import StageRun, stage_run
+
+PATH_HELP = "a path this stage reads or writes (dvc.yaml names it)"
 
 
 def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParser:
@@ -27,7 +29,7 @@ def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(description=(description or "").split("\n")[0])
     parser.add_argument("--params", type=Path, required=True, help="params.yaml")
     for name in paths:
-        parser.add_argument(name, type=Path, required=True)
+        parser.add_argument(name, type=Path, required=True, help=PATH_HELP)
     return parser
 
 
@@ -75,6 +77,12 @@ def _torchrun(nproc: int) -> int:
 class _NoRun:
     """What processes other than rank 0 log to: nothing (one MLflow run per stage)."""
 
+    def log_pipeline_metrics(self, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def log_prepared(self, prepared: str | Path, context: str) -> None:
+        pass
+
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         pass
 
@@ -83,10 +91,20 @@ class _NoRun:
 
 
 @contextmanager
-def tracked(stage: str, section: Mapping[str, Any], **kw: Any) -> Iterator[Any]:
-    """The stage's MLflow run on rank 0; a run that logs nothing on the other processes."""
+def tracked(
+    stage: str,
+    section: Mapping[str, Any],
+    params: Params,
+    prepared: Path | None = None,
+    context: str = "training",
+    **kw: Any,
+) -> Iterator[Any]:
+    """The stage's MLflow run on rank 0 (a child of the pipeline's parent run, with the
+    prepared data as its dataset input); a run that logs nothing on the other processes."""
     if dist_context().is_main:
-        with stage_run(stage, section, **kw) as tracker:
+        with stage_run(stage, section, pipeline=as_dict(params), **kw) as tracker:
+            if prepared is not None:
+                tracker.log_prepared(prepared, context)
             yield tracker
     else:
         yield _NoRun()

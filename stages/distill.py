@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             "initialised_from": str(args.student),
             **as_dict(params.distill),
         }
-        with tracked(stage, section) as tracker:
+        with tracked(stage, section, params, args.prepared) as tracker:
             result = run_distill(
                 params, args.method, args.prepared, args.teacher, args.student, args.out,
                 RunOptions(args.resume, log_epochs(tracker)),

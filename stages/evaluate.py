@@ -1,7 +1,8 @@
 """DVC stage `evaluate`: every checkpoint given -> metrics, details, plots, comparison table.
 
     python stages/evaluate.py --params params.yaml --prepared data/prepared \
-        --metrics reports/metrics.json --details reports/evaluation --plots reports/plots \
+        --metrics reports/metrics.json --headline reports/headline.json \
+        --details reports/evaluation --plots reports/plots \
         --comparison reports/comparison.json --table reports/comparison.md MODEL.pt|FOLDER ...
 
 A folder stands for the checkpoints (*.pt) in it, in name order; each model is named by its
@@ -18,6 +19,7 @@ from common import run_stage, stage_parser
 from rcskd.config import as_dict
 from rcskd.data.dataset import load_meta
 from rcskd.io import atomic_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from rcskd.report.comparison import headline_metrics
 from rcskd.steps.evaluate import evaluate_models
 from rcskd.tracking import data_tags, stage_run
 
@@ -31,7 +33,15 @@ def checkpoint_paths(items: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = ("--prepared", "--metrics", "--details", "--plots", "--comparison", "--table")
+    paths = (
+        "--prepared",
+        "--metrics",
+        "--headline",
+        "--details",
+        "--plots",
+        "--comparison",
+        "--table",
+    )
     parser = stage_parser(__doc__, *paths)
     parser.add_argument("models", nargs="+", type=Path, help="checkpoints or folders of them")
     args = parser.parse_args(argv)
@@ -39,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     def body(params) -> None:
         section = {"seed": params.seed, **as_dict(params.evaluate)}
         # Tagged with the data so that the report's Pareto plot compares only runs on the same data.
-        with stage_run("evaluate", section, tags=data_tags(load_meta(args.prepared))) as tracker:
+        tags = data_tags(load_meta(args.prepared))
+        with stage_run("evaluate", section, tags=tags, pipeline=as_dict(params)) as tracker:
+            tracker.log_prepared(args.prepared, "evaluation")
             log = lambda line: print(line, file=sys.stderr)  # noqa: E731
             result = evaluate_models(params, args.prepared, checkpoint_paths(args.models), log)
             with atomic_dir(args.details) as details, atomic_dir(args.plots) as plots:
@@ -48,13 +60,23 @@ def main(argv: list[str] | None = None) -> int:
                 for filename, data in result.figures.items():
                     write_bytes_atomic(plots / filename, data)
             write_json_atomic(args.metrics, result.metrics)
+            headline = headline_metrics(result.comparison, params.prune.budget)
+            write_json_atomic(args.headline, headline)
+            tracker.log_pipeline_metrics(headline)  # the parent run compares experiments
             write_json_atomic(args.comparison, {"split": "test", "models": result.comparison})
             write_text_atomic(args.table, result.table)
             tracker.log_metrics(result.metrics)
-            for path in (args.metrics, args.details, args.plots, args.comparison, args.table):
+            for path in (
+                args.metrics,
+                args.headline,
+                args.details,
+                args.plots,
+                args.comparison,
+                args.table,
+            ):
                 tracker.log_artifact(path)
 
-    outputs = (args.metrics, args.details, args.plots, args.comparison, args.table)
+    outputs = (args.metrics, args.headline, args.details, args.plots, args.comparison, args.table)
     return run_stage("evaluate", args.params, body, outputs=outputs)
 
 

@@ -10,6 +10,9 @@ from common import run_stage, stage_parser
 
 from rcskd.config import as_dict
 from rcskd.export.bundle import export_bundle
+from rcskd.mlflow_models import log_checkpoint_model
+from rcskd.models import load_checkpoint
+from rcskd.roles import STUDENT
 from rcskd.tracking import stage_run
 
 
@@ -18,13 +21,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params) -> None:
         cfg = params.export
-        with stage_run("export", {"seed": params.seed, **as_dict(cfg)}) as tracker:
+        section = {"seed": params.seed, **as_dict(cfg)}
+        with stage_run("export", section, pipeline=as_dict(params)) as tracker:
             summary = export_bundle(args.model, args.out, args.prepared, cfg.opset,
                                     int8=cfg if cfg.int8 else None)  # fmt: skip
             int8 = summary["exports"].get("int8")
             if int8:
                 tracker.log_metrics({k: int8[k] for k in ("fp32_val_acc", "int8_val_acc", "drop")})
             tracker.log_artifact(args.out)
+            student = load_checkpoint(args.model)
+            log_checkpoint_model(args.model, student.require_inputs(), STUDENT.name,
+                                 "rcskd-student")  # fmt: skip
 
     return run_stage("export", args.params, body, outputs=(args.out,))
 

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         data = dataclasses.replace(params.data, root=str(args.data_root))
         params = dataclasses.replace(params, data=data)
         section = {"seed": params.seed, "data": as_dict(data), "prepare": as_dict(params.prepare)}
-        with stage_run("prepare", section) as tracker:
+        with stage_run("prepare", section, pipeline=as_dict(params)) as tracker:
             result = run_prepare(params, args.out)
             write_json_atomic(args.report, result.summary)
             tracker.log_metrics({"counts": result.summary["counts"],

@@ -8,6 +8,9 @@ from common import is_main, log_epochs, run_stage, stage_parser, tracked, write_
 
 from rcskd.config import as_dict
 from rcskd.io import write_csv_atomic, write_json_atomic
+from rcskd.mlflow_models import log_checkpoint_model
+from rcskd.models import load_checkpoint
+from rcskd.roles import PRUNED
 from rcskd.steps.prune import run_prune
 from rcskd.train import RunOptions
 
@@ -19,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params) -> None:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.prune)}
-        with tracked("prune", section) as tracker:
+        with tracked("prune", section, params, args.prepared) as tracker:
             result = run_prune(
                 params, args.prepared, args.teacher, args.out,
                 RunOptions(args.resume, log_epochs(tracker)), args.latency_table,
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                     {f"search.{row['method']}.reward": row["reward"]}, row["episode"]
                 )
             write_training(result, args.report, args.curve, tracker, args.ratios, args.search_log)
+            if is_main():
+                inputs = load_checkpoint(args.out).require_inputs()
+                log_checkpoint_model(args.out, inputs, PRUNED.name, "rcskd-pruned")
 
     outputs = (args.out, args.resume, args.ratios, args.report, args.search_log, args.curve)
     return run_stage("prune", args.params, body, distributed=True, outputs=outputs)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for name in ("--prepared", "--prepare-report", "--comparison", "--plots", "--search-log",
                  "--ratios", "--out"):  # fmt: skip
-        parser.add_argument(name, type=Path, required=True)
+        parser.add_argument(name, type=Path, required=True, help="a path (dvc.yaml names it)")
     parser.add_argument("--curves", type=Path, nargs="+", required=True,
                         help="curve CSV files, or folders of distill_*.csv")  # fmt: skip
     parser.add_argument("--past-runs", action="store_true",

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(params) -> None:
         section = {"seed": params.seed, "device": params.device, **as_dict(params.teacher)}
-        with tracked("teacher", section) as tracker:
+        with tracked("teacher", section, params, args.prepared) as tracker:
             result = train_teacher(
                 params, args.prepared, args.out, RunOptions(args.resume, log_epochs(tracker))
             )

@@ -21,6 +21,7 @@ def quadrant_checkpoint(tmp_path_factory):
     import torch
 
     from rcskd.config import AugmentConfig, TrainConfig
+    from rcskd.data.intensity import intensity_profile
     from rcskd.data.transforms import fit_preprocess
     from rcskd.models import InputSpec, ModelSpec, build_model, save_checkpoint
     from rcskd.train import CrossEntropy, fit
@@ -36,7 +37,8 @@ def quadrant_checkpoint(tmp_path_factory):
     fit(model, CrossEntropy(), train, test, cfg, pre, show_progress=False)
     inputs = InputSpec(QUADRANT_CLASSES, 32, 1, crop_border=False, mean=list(pre.mean),
                        std=list(pre.std), dicom_window="fixed", dicom_center=1686.0,
-                       dicom_width=3624.0)  # fmt: skip
+                       dicom_width=3624.0, source="imagefolder",
+                       intensity=intensity_profile(train.images))  # fmt: skip
     path = tmp_path_factory.mktemp("quadrant") / "student.pt"
     save_checkpoint(path, model, spec, inputs, {"role": "student"})
     return path, model.eval(), inputs, test

@@ -1,5 +1,6 @@
 """The `rcskd` command: info on the registry and on checkpoints, clear errors."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from PIL import Image
 
 from rcskd.cli import main
 from rcskd.models import InputSpec, ModelSpec, build_model, save_checkpoint
+from tests.import_closure import REPO
 
 
 def test_info_lists_every_architecture_and_source_in_a_fresh_process():
@@ -67,3 +69,31 @@ def test_info_and_predict_on_files_that_are_no_checkpoint_say_so(
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
     assert main(["predict", str(image), "--model", str(path)]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help_text():
+    from rcskd.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"info", "export", "predict"}
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"rcskd {name} {action.dest}: no help text"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("*.py")
+                                          if p.name != "common.py"))  # fmt: skip
+def test_every_stage_script_option_has_help_text(script):
+    result = subprocess.run([sys.executable, f"stages/{script}", "--help"], cwd=REPO,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    options = [line.split()[0] for line in result.stdout.splitlines()
+               if line.startswith("  -") and not line.startswith("  -h")]  # fmt: skip
+    assert options
+    for line in result.stdout.splitlines():
+        # an option without help is a line holding only the option and its metavar
+        if line.startswith("  --") and len(line.split()) <= 2:
+            nxt = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
+            assert nxt.startswith(" " * 10), f"{script}: {line.strip()} has no help text"

@@ -18,6 +18,8 @@ from tests.import_closure import REPO, closure
 from tests.repo_copy import BIN, make_repo_copy
 
 CODE_ROOTS = ("rcskd/", "stages/")
+# Deps that only order stages (never read): `validate` runs before everything else.
+ORDERING_DEPS = {"models/params.valid"}
 
 
 def stages(repo: Path = REPO) -> dict[str, dict]:
@@ -75,7 +77,7 @@ def test_the_command_names_every_path_the_stage_reads_or_writes(name):
     stage = stages()[name]
     words = shlex.split(stage["cmd"].replace("${data.root}", "DATA_ROOT"))
     on_command_line = {w for w in words if "/" in w or w.endswith(".yaml") or w == "DATA_ROOT"}
-    data = {d for d in _paths(stage["deps"]) if not d.startswith(CODE_ROOTS)}
+    data = {d for d in _paths(stage["deps"]) if not d.startswith(CODE_ROOTS)} - ORDERING_DEPS
     data = {"DATA_ROOT" if d == "${data.root}" else d for d in data}
     outs = set()
     for kind in ("outs", "metrics", "plots"):
@@ -195,7 +197,8 @@ def test_editing_a_distillation_loss_reruns_no_stage_above_distillation(repo_for
     touched = stages_touched_by(*repo_for_status, "rcskd/distill/losses/kd.py")
     distillation = {name for name in stages() if name in ("tkd_ca", "dkd_sg")}
     distillation |= {name for name in stages() if name.startswith("distill_baseline@")}
-    assert touched == distillation
+    # `validate` checks loss names, so it reruns too (seconds; its output stays the same)
+    assert touched == distillation | {"validate"}
 
 
 def test_editing_calibration_metrics_retrains_nothing(repo_for_status):

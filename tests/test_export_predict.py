@@ -215,3 +215,42 @@ def test_a_model_trained_with_a_fixed_window_predicts_dicoms_with_that_window(
         assert 20 <= image[:2].mean() <= 40 and image.max() >= 215  # training intensities
         probs = predictor.probabilities(predictor.prepare(image)[None])[0]
         assert CLASSES[int(probs.argmax())] == CLASSES[k] and probs.max() > 0.6  # clear margin
+
+
+def test_predict_warns_about_inputs_far_outside_the_training_intensities(
+    exported, inputs, tmp_path, capsys
+):
+    ckpt, *_ = exported
+    folder, _ = inputs
+    from PIL import Image
+
+    white = tmp_path / "white.png"
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(white)
+    code = main(["predict", str(folder / "q0.png"), str(white), "--model", str(ckpt), "--json"])
+    captured = capsys.readouterr()
+    rows = {r["origin"].split("/")[-1]: r for r in json.loads(captured.out)}
+    assert code == 0
+    assert rows["q0.png"]["warnings"] == []  # like the training images
+    (far,) = rows["white.png"]["warnings"]
+    assert far.startswith("intensity far outside the training data (mean intensity 1.000 vs")
+    assert f"warning: {white}: intensity far outside" in captured.err
+    assert "q0.png: " not in captured.err
+
+
+def test_predict_warns_that_a_phantom_model_means_nothing_on_scans(
+    quadrant_checkpoint, inputs, tmp_path, capsys
+):
+    import dataclasses
+
+    from rcskd.models import save_checkpoint
+
+    _, model, spec_inputs, _ = quadrant_checkpoint
+    phantom = tmp_path / "phantom.pt"
+    phantom_inputs = dataclasses.replace(spec_inputs, source="phantom")
+    save_checkpoint(phantom, model, ModelSpec("resnet20", 4, 1, 0.25), phantom_inputs, {})
+    folder, _ = inputs
+    main(["predict", str(folder / "q0.png"), "--model", str(phantom), "--json"])
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)
+    assert any("trained on the synthetic phantom" in w for w in row["warnings"])
+    assert captured.err.count("trained on the synthetic phantom") == 1

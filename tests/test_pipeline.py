@@ -179,3 +179,44 @@ def test_stage_logged_params_and_metrics_to_mlflow(repo_copy):
     (evaluate,) = client.search_runs([experiment.experiment_id], "tags.stage = 'evaluate'")
     meta = json.loads((dest / "data" / "prepared" / "meta.json").read_text())
     assert evaluate.data.tags["data_fingerprint"] == meta["fingerprint"]
+
+
+def test_one_parent_run_holds_the_pipeline_and_the_student_is_registered(repo_copy):
+    """mlflow ui compares executions: one parent per pipeline run with all params, the headline
+    metrics and the dataset; each stage a child named after it; models in the registry."""
+    dest, env, _ = repo_copy
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("rcskd")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'pipeline'")
+    assert parent.data.params["prune.budget"] == "0.5"
+    assert parent.data.params["teacher.train.epochs"] == "2"
+    headline = json.loads((dest / "reports" / "headline.json").read_text())
+    assert parent.data.metrics["acc.student"] == headline["acc"]["student"]
+    assert parent.data.metrics["budget"] == 0.5
+    assert [d.dataset.name for d in parent.inputs.dataset_inputs] == ["prepared-phantom"]
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    names = {r.info.run_name for r in children}
+    assert {"prepare", "teacher", "prune", "tkd_ca", "dkd_sg", "export", "evaluate"} <= names
+    assert {f"distill_baseline.{m}" for m in BASELINES} <= names
+    for name in ("rcskd-student", "rcskd-pruned"):
+        (version,) = client.search_model_versions(f"name = '{name}'")
+        assert version.status == "READY"
+    model = client.get_model_version_download_uri("rcskd-student", "1")
+    assert model
+
+
+def test_headline_metrics_are_the_only_dvc_metrics(repo_copy):
+    dest, env, _ = repo_copy
+    out = run([str(BIN / "dvc"), "metrics", "show", "--json"], dest, env)
+    shown = json.loads(out[out.index("{") :])
+    files = {f for rev in shown.values() for f in rev.get("data", {})}
+    assert files == {"reports/headline.json"}
+    headline = json.loads((dest / "reports" / "headline.json").read_text())
+    assert headline["budget"] == 0.5 and set(headline["achieved"]) == {"params", "flops"}
+    for metric in ("acc", "bal_acc", "macro_f1", "params_M", "MFLOPs", "ms_b1"):
+        assert set(headline[metric]) == {"teacher", "pruned", "student"}, metric

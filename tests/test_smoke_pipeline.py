@@ -179,3 +179,26 @@ def test_a_latency_budget_prunes_to_the_milliseconds_of_the_measured_table(repo_
     report = json.loads((out / "r.json").read_text())
     assert report["resource"] == "latency" and report["budget_met"]
     assert abs(report["achieved_latency_ratio"] - budget) <= 0.02
+
+
+def test_a_bad_value_fails_in_validate_before_dvc_deletes_any_output(repo_copy):
+    """`validate` runs first, so a typo costs nothing: the teacher's outputs stay, and once
+    params.yaml is put back the next repro reruns `validate` alone (same stamp)."""
+    dest, env, _ = repo_copy
+    params = dest / "params.yaml"
+    original = params.read_text()
+    kept = {p: (dest / p).read_bytes() for p in ("models/teacher.pt", "reports/teacher.json")}
+    params.write_text(original.replace("arch: resnet18", "arch: resnet19", 1))
+    try:
+        failed = subprocess.run([str(BIN / "dvc"), "repro", "prune"], cwd=dest, env=env,
+                                capture_output=True, text=True)  # fmt: skip
+    finally:
+        params.write_text(original)
+    assert failed.returncode != 0
+    assert "teacher.arch: unknown architecture 'resnet19'" in failed.stdout + failed.stderr
+    assert "Running stage 'teacher'" not in failed.stdout
+    assert {p: (dest / p).read_bytes() for p in kept} == kept
+    log = run([str(BIN / "dvc"), "repro", "prune"], dest, env)
+    # DVC restores validate's stamp from its cache (or reruns it): nothing else runs
+    assert "Stage 'validate' is cached" in log or "Running stage 'validate'" in log
+    assert "Running stage 'prepare'" not in log and "Running stage 'teacher'" not in log

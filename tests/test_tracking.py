@@ -80,3 +80,78 @@ def test_an_unusable_store_is_one_tracking_error(tmp_path, monkeypatch):
     with pytest.raises(TrackingError, match=r"MLflow store sqlite:///.*not-a-db\.db: "):
         with stage_run("teacher", {}, root=tmp_path):
             pass
+
+
+def test_stages_of_one_pipeline_are_children_of_one_parent_run(tmp_path, monkeypatch):
+    """Two stages of one execution share a parent holding all params, the headline metrics
+    and the prepared dataset (once); the experiment opens in MLflow's model-training view."""
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "meta.json").write_text(json.dumps({"source": "phantom", "fingerprint": "f00d"}))
+    pipeline = {"seed": 0, "prune": {"budget": 0.5}, "teacher": {"arch": "resnet18"}}
+    with stage_run("teacher", {"arch": "resnet18"}, root=tmp_path, pipeline=pipeline) as run:
+        run.log_prepared(prepared, "training")
+    with stage_run("evaluate", {}, root=tmp_path, pipeline=pipeline) as run:
+        run.log_prepared(prepared, "evaluation")
+        run.log_pipeline_metrics({"acc": {"student": 0.91}, "budget": 0.5})
+    with stage_run("teacher", {}, root=tmp_path, pipeline={**pipeline, "seed": 1}):
+        pass  # other params: another execution, another parent
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("rcskd")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "pipeline"]
+    assert len(parents) == 2
+    (parent,) = [p for p in parents if p.data.params["seed"] == "0"]
+    assert parent.data.params == {"seed": "0", "prune.budget": "0.5", "teacher.arch": "resnet18"}
+    assert parent.data.metrics == {"acc.student": 0.91, "budget": 0.5}
+    assert parent.info.run_name.startswith("dvc repro @ ")
+    assert [d.dataset.name for d in parent.inputs.dataset_inputs] == ["prepared-phantom"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["evaluate", "teacher"]
+    assert {r.data.tags["dvc_exp"] for r in children} == {"workspace"}
+    assert all(r.inputs.dataset_inputs for r in children)
+
+
+def test_a_dvc_experiment_is_one_parent_named_after_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("DVC_EXP_NAME", "budget-03")
+    for stage in ("prune", "evaluate"):
+        with stage_run(stage, {}, root=tmp_path, pipeline={"prune": {"budget": 0.3}}):
+            pass
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("rcskd").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("kind") == "pipeline"]
+    assert parent.info.run_name == "budget-03" and parent.data.tags["dvc_exp"] == "budget-03"
+    assert sum(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs) == 2
+
+
+def test_a_checkpoint_is_registered_with_its_signature_and_loads_without_pickle(
+    quadrant_checkpoint, tmp_path, monkeypatch
+):
+    import mlflow
+    import numpy as np
+    import torch
+
+    from rcskd.mlflow_models import log_checkpoint_model
+
+    path, model, inputs, test = quadrant_checkpoint
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    with stage_run("export", {}, root=tmp_path, pipeline={"seed": 0}):
+        uri = log_checkpoint_model(path, inputs, "student", "rcskd-student")
+    client = MlflowClient()
+    (version,) = client.search_model_versions("name = 'rcskd-student'")
+    assert int(version.version) == 1
+    loaded = mlflow.pyfunc.load_model("models:/rcskd-student/1")
+    spec = loaded.metadata.get_input_schema().inputs[0]
+    assert spec.shape == (-1, 1, 32, 32) and spec.type == np.dtype(np.uint8)
+    images = test.images[:5].numpy()
+    probs = loaded.predict(images)
+    with torch.no_grad():
+        expected = model(inputs.preprocess(test.images[:5])).softmax(1).numpy()
+    assert probs.shape == (5, 4) and np.allclose(probs, expected, atol=1e-5)
+    assert uri.startswith("models:/")

@@ -38,9 +38,15 @@ class InputSpec:
     dicom_window: str = "auto"  # auto | minmax | fixed (params data.dicom)
     dicom_center: float = 40.0
     dicom_width: float = 400.0
+    source: str = ""  # data.source of the training data ("phantom": synthetic images)
+    # per-image intensity of the training split (rcskd.data.intensity): predict flags inputs
+    # far outside it; empty for models trained before it was recorded
+    intensity: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], preprocess: Preprocess) -> InputSpec:
+    def from_meta(
+        cls, meta: dict[str, Any], preprocess: Preprocess, intensity: dict[str, float] | None = None
+    ) -> InputSpec:
         """The spec of a model trained on the prepared data described by `meta` (meta.json)."""
         dicom = meta.get("dicom", {})
         return cls(
@@ -53,6 +59,8 @@ class InputSpec:
             dicom_window=dicom.get("window", "auto"),
             dicom_center=float(dicom.get("center", 40.0)),
             dicom_width=float(dicom.get("width", 400.0)),
+            source=str(meta.get("source", "")),
+            intensity=dict(intensity or {}),
         )
 
     @property

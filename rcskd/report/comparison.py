@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rcskd.roles import FIRST, LAST, TEACHER, label
+from rcskd.roles import FIRST, LAST, PRUNED, STUDENT, TEACHER, label
 
 
 def comparison_rows(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,3 +67,39 @@ def comparison_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     return (note.rstrip() + "\n\n" + text) if note else text
+
+
+# The models `dvc exp show` compares (the DVC metrics file); every model is in metrics.json.
+HEADLINE_ROLES = (TEACHER, PRUNED, STUDENT)
+# metric -> (row value, digits): short names keep `dvc exp show` columns narrow
+HEADLINE_METRICS = {
+    "acc": (lambda r: r["acc"], 4),
+    "bal_acc": (lambda r: r["balanced_acc"], 4),
+    "macro_f1": (lambda r: r["macro_f1"], 4),
+    "params_M": (lambda r: r["params"] / 1e6, 3),
+    "MFLOPs": (lambda r: r["flops"] / 1e6, 1),
+    "ms_b1": (lambda r: r["latency_ms"].get("b1"), 2),
+}
+
+
+def headline_metrics(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+    """What an experiment is compared on: the prune budget, the student's achieved ratios
+    (params and FLOPs of the teacher's), then each headline metric of teacher, pruned model
+    and final student, grouped by metric so that columns read `acc.teacher`, `acc.student`.
+    A metric a model lacks (e.g. latency at batch 1 not measured) is left out."""
+    by_name = {r["model"]: r for r in rows}
+    out: dict[str, Any] = {"budget": budget}
+    student = by_name.get(STUDENT.name)
+    if student and "params_ratio" in student:
+        out["achieved"] = {"params": round(student["params_ratio"], 4),
+                           "flops": round(student["flops_ratio"], 4)}  # fmt: skip
+    for metric, (get, digits) in HEADLINE_METRICS.items():
+        values = {}
+        for role in HEADLINE_ROLES:
+            row = by_name.get(role.name)
+            value = get(row) if row else None
+            if value is not None:
+                values[role.name] = round(float(value), digits)
+        if values:
+            out[metric] = values
+    return out

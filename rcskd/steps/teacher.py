@@ -9,6 +9,7 @@ import torch
 
 from rcskd.config import Params, as_dict
 from rcskd.data.dataset import load_meta, load_splits
+from rcskd.data.intensity import intensity_profile
 from rcskd.data.transforms import fit_preprocess
 from rcskd.io import run_fingerprint
 from rcskd.models import InputSpec, ModelSpec, build_model, load_pretrained
@@ -42,7 +43,10 @@ def train_teacher(
     spec = ModelSpec(cfg.arch, len(meta["classes"]), meta["channels"], cfg.width)
     model = build_model(spec)
     initialised = load_pretrained(model, cfg.pretrained) if cfg.pretrained else []
-    inputs = InputSpec.from_meta(meta, fit_preprocess(splits["train"].images))
+    train_images = splits["train"].images
+    inputs = InputSpec.from_meta(
+        meta, fit_preprocess(train_images), intensity_profile(train_images)
+    )
     device = resolve_device(params.device)
     job = TrainJob(
         cfg=cfg.train,
