@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: install repro test lint clean-venv
+.PHONY: install repro test lint compare plots clean-venv
 
 install: $(STAMP)
 
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+# Experiments side by side: the headline metrics (reports/headline.json) in under 200 columns.
+# Plain `dvc exp show` cannot be that narrow: it always adds every key of params.yaml and one
+# hash column per dependency (see the README, "Comparing experiments").
+COMPARE_COLUMNS := ^(Experiment|Created|budget|achieved\..*|acc\..*|bal_acc\.student|macro_f1\.student|params_M\.student|ms_b1\.student)$$
+compare: $(STAMP)
+	$(BIN)/dvc exp show --no-pager --drop '.*' --keep '$(COMPARE_COLUMNS)'
+
+# Every declared plot as one offline page (vega inline, .dvc/plots/offline.html) in dvc_plots/.
+plots: $(STAMP)
+	$(BIN)/dvc plots show
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -9,8 +9,8 @@ One pipeline execution is one parent run, named by the DVC experiment (`dvc exp 
 plain `dvc repro`, by the commit and a digest of params.yaml; it holds the whole flattened
 params.yaml, the headline metrics (evaluate) and the prepared dataset as an input. Each stage is
 a child run named `<stage>`, tagged with the stage, the commit and the pipeline.
-(`rcskd.mlflow_models` logs and registers models; these two are the only modules that import
-mlflow.)
+Models are logged and registered as MLflow pyfunc models from code (`rcskd/mlflow_pyfunc.py`,
+the only other file that imports mlflow: MLflow runs it when a registered model is loaded).
 
 Robustness: a remote server (`http(s)://`) must answer a health probe within
 `PROBE_TIMEOUT_S` before a stage does any work (MLflow's own client retries for minutes); the
@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rcskd import __version__
 from rcskd.config import flatten
 from rcskd.errors import RcskdError, TrackingError
 
@@ -42,6 +43,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 PIPELINE_TAG = "pipeline"  # the parent's key, on the parent and on every stage run
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 BATCH = 100  # MLflow's limit of params per log_batch call
+PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
 PROBE_TIMEOUT_S = 10.0
 SQLITE_PREFIX = "sqlite:///"
@@ -195,6 +197,21 @@ def parent_run(mlflow: Any, experiment_id: str, pipeline: Mapping[str, Any], com
     return run.info.run_id
 
 
+# `inputs` below is an rcskd.models.InputSpec, not imported: tracking stays below the models
+# (every stage imports tracking; most never load a model).
+def signature_of(inputs: Any) -> Any:
+    """MLflow's signature for a model trained with `inputs` (unnamed tensors: `predict` takes
+    the image array itself)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    size = inputs.image_size
+    images = TensorSpec(np.dtype(np.uint8), (-1, inputs.channels, size, size))
+    probs = TensorSpec(np.dtype(np.float32), (-1, len(inputs.classes)))
+    return ModelSignature(Schema([images]), Schema([probs]))
+
+
 class StageRun:
     """What a stage may log to its MLflow run (and to its pipeline's parent run)."""
 
@@ -238,6 +255,35 @@ class StageRun:
             entry = DatasetInput(dataset._to_mlflow_entity(),
                                  [InputTag("mlflow.data.context", context)])  # fmt: skip
             client.log_inputs(self.parent_id, [entry])
+
+    def log_model(
+        self, checkpoint: str | Path, inputs: Any, name: str, registered_name: str
+    ) -> str:
+        """Log `checkpoint` as model `name` of this run, registered as `registered_name`
+        (`rcskd-student`, `rcskd-pruned`); returns the model URI.
+
+        The model is `rcskd/mlflow_pyfunc.py` (models from code: nothing pickled) with the
+        checkpoint as its artifact and a signature from its InputSpec: uint8 images
+        (-1, C, H, W) in, probabilities (-1, classes) out.
+        """
+        import torch
+
+        mlflow = self._mlflow
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(PYFUNC_CODE),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature_of(inputs),
+            registered_model_name=registered_name,
+            # named, not inferred: inference would load the model in a subprocess (slow)
+            pip_requirements=[
+                f"rcskd=={__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+            ],  # fmt: skip
+            metadata={"classes": inputs.classes, "source": inputs.source},
+        )
+        return info.model_uri
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log the numeric leaves of a (nested) mapping under dotted names."""

@@ -10,7 +10,6 @@ from common import run_stage, stage_parser
 
 from rcskd.config import as_dict
 from rcskd.export.bundle import export_bundle
-from rcskd.mlflow_models import log_checkpoint_model
 from rcskd.models import load_checkpoint
 from rcskd.roles import STUDENT
 from rcskd.tracking import stage_run
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                 tracker.log_metrics({k: int8[k] for k in ("fp32_val_acc", "int8_val_acc", "drop")})
             tracker.log_artifact(args.out)
             student = load_checkpoint(args.model)
-            log_checkpoint_model(args.model, student.require_inputs(), STUDENT.name,
-                                 "rcskd-student")  # fmt: skip
+            tracker.log_model(args.model, student.require_inputs(), STUDENT.name, "rcskd-student")
 
     return run_stage("export", args.params, body, outputs=(args.out,))
 

@@ -8,7 +8,6 @@ from common import is_main, log_epochs, run_stage, stage_parser, tracked, write_
 
 from rcskd.config import as_dict
 from rcskd.io import write_csv_atomic, write_json_atomic
-from rcskd.mlflow_models import log_checkpoint_model
 from rcskd.models import load_checkpoint
 from rcskd.roles import PRUNED
 from rcskd.steps.prune import run_prune
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             write_training(result, args.report, args.curve, tracker, args.ratios, args.search_log)
             if is_main():
                 inputs = load_checkpoint(args.out).require_inputs()
-                log_checkpoint_model(args.out, inputs, PRUNED.name, "rcskd-pruned")
+                tracker.log_model(args.out, inputs, PRUNED.name, "rcskd-pruned")
 
     outputs = (args.out, args.resume, args.ratios, args.report, args.search_log, args.curve)
     return run_stage("prune", args.params, body, distributed=True, outputs=outputs)

@@ -220,3 +220,39 @@ def test_headline_metrics_are_the_only_dvc_metrics(repo_copy):
     assert headline["budget"] == 0.5 and set(headline["achieved"]) == {"params", "flops"}
     for metric in ("acc", "bal_acc", "macro_f1", "params_M", "MFLOPs", "ms_b1"):
         assert set(headline[metric]) == {"teacher", "pruned", "student"}, metric
+
+
+def compare_columns() -> str:
+    """The --keep pattern of `make compare` (the README's command), as the shell receives it."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if line.startswith("COMPARE_COLUMNS :="):
+            return line.split(":=", 1)[1].strip().replace("$$", "$")
+    raise AssertionError("no COMPARE_COLUMNS in the Makefile")
+
+
+def test_make_compare_shows_three_experiments_in_200_columns(repo_copy):
+    """Last in this module: it queues two budget experiments (run in DVC's temporary copies, so
+    the workspace the other tests read stays as it is)."""
+    import time
+
+    dest, env, _ = repo_copy
+    dvc = str(BIN / "dvc")
+    for budget in ("0.3", "0.7"):
+        run([dvc, "exp", "run", "--queue", "-S", f"prune.budget={budget}"], dest, env)
+    run([dvc, "queue", "start", "-j", "1"], dest, env)
+    deadline, status = time.time() + 900, ""
+    while time.time() < deadline:
+        status = run([dvc, "queue", "status"], dest, env)
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    table = run([dvc, "exp", "show", "--no-pager", "--drop", ".*", "--keep", compare_columns()],
+                dest, dict(env, COLUMNS="200"))  # fmt: skip
+    lines = [line for line in table.splitlines() if line.strip() and "WARNING" not in line]
+    assert max(map(len, lines)) <= 200 and "…" not in table, table
+    header = lines[1] if lines[0].strip().startswith("─") else lines[0]
+    for column in ("budget", "achieved.params", "acc.teacher", "acc.student", "ms_b1.student"):
+        assert column in header, header
+    assert sum("[" in line for line in lines) == 2  # the two experiments, under the baseline
+    assert {"0.3", "0.5", "0.7"} <= set(table.split()), table  # the budget column

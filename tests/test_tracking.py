@@ -137,12 +137,10 @@ def test_a_checkpoint_is_registered_with_its_signature_and_loads_without_pickle(
     import numpy as np
     import torch
 
-    from rcskd.mlflow_models import log_checkpoint_model
-
     path, model, inputs, test = quadrant_checkpoint
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
-    with stage_run("export", {}, root=tmp_path, pipeline={"seed": 0}):
-        uri = log_checkpoint_model(path, inputs, "student", "rcskd-student")
+    with stage_run("export", {}, root=tmp_path, pipeline={"seed": 0}) as run:
+        uri = run.log_model(path, inputs, "student", "rcskd-student")
     client = MlflowClient()
     (version,) = client.search_model_versions("name = 'rcskd-student'")
     assert int(version.version) == 1
