@@ -76,13 +76,14 @@ def _predict(args: argparse.Namespace) -> int:
     from rcskd.predict import Predictor, format_table, predict_paths
 
     predictor = Predictor(args.model)
+    # the model's own warning first, before any result can be read without it
+    for warning in predictor.warnings:
+        print(f"rcskd predict: warning: {args.model}: {warning}", file=sys.stderr, flush=True)
     results = predict_paths(predictor, args.paths, args.gradcam)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
-        print(format_table(results, predictor.classes))
-    for warning in predictor.warnings:
-        print(f"rcskd predict: warning: {args.model}: {warning}", file=sys.stderr)
+        print(format_table(results, predictor.classes, predictor.warnings))
     for r in results:
         for warning in r.warnings:
             if warning not in predictor.warnings:

@@ -177,15 +177,20 @@ def _write_overlay(
     return target
 
 
-def format_table(results: list[Prediction], classes: list[str]) -> str:
-    """A plain-text table: input, predicted class, one probability column per class."""
+def format_table(
+    results: list[Prediction], classes: list[str], model_warnings: list[str] | None = None
+) -> str:
+    """A plain-text table: input, predicted class, one probability column per class; a
+    prediction with a warning of its own (not one of `model_warnings`) is marked "!"."""
     head = ["input", "predicted", *classes]
     rows = []
     for r in results:
         if r.error:
             rows.append([r.origin, "ERROR", *[""] * len(classes)])
-        else:
-            rows.append([r.origin, r.label, *[f"{r.probabilities[c]:.3f}" for c in classes]])
+            continue
+        own = [w for w in r.warnings if w not in (model_warnings or [])]
+        label = f"{r.label} !" if own else r.label
+        rows.append([r.origin, label, *[f"{r.probabilities[c]:.3f}" for c in classes]])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
     lines = [
         "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True))

@@ -235,6 +235,10 @@ def test_predict_warns_about_inputs_far_outside_the_training_intensities(
     assert far.startswith("intensity far outside the training data (mean intensity 1.000 vs")
     assert f"warning: {white}: intensity far outside" in captured.err
     assert "q0.png: " not in captured.err
+    main(["predict", str(folder / "q0.png"), str(white), "--model", str(ckpt)])
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[1] == "top_left" and table[1].split()[2] != "!"
+    assert table[2].split()[2] == "!"  # the flagged prediction
 
 
 def test_predict_warns_that_a_phantom_model_means_nothing_on_scans(
