@@ -62,7 +62,7 @@ def main() -> int:
             except OSError:
                 time.sleep(1)
         ids = ",".join(f'"{r.info.run_id}"' for r in runs)
-        url = f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{experiment}\"]"
+        url = f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment}"]'
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
