@@ -26,7 +26,7 @@ repro: $(STAMP)
 # Experiments side by side: the headline metrics (reports/headline.json) in under 200 columns.
 # Plain `dvc exp show` cannot be that narrow: it always adds every key of params.yaml and one
 # hash column per dependency (see the README, "Comparing experiments").
-COMPARE_COLUMNS := ^(Experiment|Created|budget|achieved\..*|acc\..*|bal_acc\.student|macro_f1\.student|params_M\.student|ms_b1\.student)$$
+COMPARE_COLUMNS := ^(Experiment|Created|budget|achieved\..*|acc\..*|macro_f1\.student|params_M\.student|ms_b1\.student)$$
 compare: $(STAMP)
 	$(BIN)/dvc exp show --no-pager --drop '.*' --keep '$(COMPARE_COLUMNS)'
 

@@ -1,11 +1,13 @@
-"""Open MLflow's run comparison of the two latest pipeline (parent) runs in headless Chromium,
-check that it shows their budget, params and accuracy side by side, and save a screenshot.
+"""In headless Chromium, do what a user does in `mlflow ui`: open the rcskd experiment's runs,
+tick the two newest pipeline (parent) runs, press Compare; check that the page shows their
+budget, params and accuracy side by side, and save screenshots of both pages.
 
     python benchmarks/mlflow_compare.py [reports/bench/mlflow_compare.png]
 
-Starts `mlflow ui` on the repository's mlflow.db (a free local port), finds the two newest
-parent runs (tag kind=pipeline) of the `rcskd` experiment and loads the page MLflow's Compare
-button opens for them. Needs Debian's chromium and the `playwright` package (no download).
+Starts `mlflow ui` on the repository's mlflow.db (a free local port). MLflow 3.17's UI has a
+global GenAI / Model training switch whose default is GenAI whatever the experiment's kind;
+`?workflowType=machine_learning` selects Model training, as a click on it would (the UI then
+remembers it). Needs Debian's chromium and the `playwright` package (no browser download).
 """
 
 from __future__ import annotations
@@ -61,17 +63,28 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(1)
-        ids = ",".join(f'"{r.info.run_id}"' for r in runs)
-        url = f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment}"]'
+        runs_page = f"{base}/#/experiments/{experiment}/runs?workflowType=machine_learning"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(url)
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(runs_page)
+            names = [r.info.run_name for r in runs]
+            page.wait_for_selector(f"text={names[0]}", timeout=120_000)
+            close = page.get_by_role("button", name="Close")  # the assistant panel, if open
+            if close.count():
+                close.first.click()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out.with_name("mlflow_runs.png")))
+            for name in names:
+                row = page.locator("[role=row]", has_text=name).first
+                row.locator("input[type=checkbox]").first.check()
+            page.get_by_role("button", name="Compare").click()
             page.wait_for_selector("text=prune.budget", timeout=120_000)
+            page.set_viewport_size({"width": 1500, "height": 2000})
+            page.get_by_text("Show diff only").first.click()  # the params that differ
             page.wait_for_timeout(2000)
             text = page.inner_text("body")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=False)
+            page.screenshot(path=str(out))
             browser.close()
     finally:
         server.terminate()

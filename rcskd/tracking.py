@@ -131,6 +131,11 @@ def open_experiment(mlflow: Any, root: Path) -> str:
         with store_lock(uri):
             experiment = mlflow.get_experiment_by_name(name)
             if experiment is not None:
+                for key, value in EXPERIMENT_KIND.items():  # stores made before the tag
+                    if experiment.tags.get(key) != value:
+                        mlflow.MlflowClient().set_experiment_tag(
+                            experiment.experiment_id, key, value
+                        )
                 return experiment.experiment_id
             artifacts = (store_root(root) / "mlartifacts").as_uri()
             return mlflow.create_experiment(name, artifact_location=artifacts,
@@ -158,8 +163,9 @@ def pipeline_key(pipeline: Mapping[str, Any], commit: str) -> tuple[str, str]:
     name under `dvc exp run`, else the commit and a digest of the whole params.yaml (a plain
     `dvc repro` of other params on the same commit is another execution)."""
     exp = os.environ.get("DVC_EXP_NAME", "")
-    if exp:
-        return exp, exp
+    if exp:  # with its baseline: a name reused after `dvc exp remove` is another execution
+        baseline = os.environ.get("DVC_EXP_BASELINE_REV", "")[:7]
+        return (f"{exp}@{baseline}" if baseline else exp), exp
     text = json.dumps(flatten(dict(pipeline)), sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     return f"{commit[:7]}-{digest}", f"dvc repro @ {commit[:7]} (params {digest})"
@@ -336,6 +342,8 @@ def stage_run(
         flat = {k: str(v)[:MAX_PARAM_CHARS] for k, v in flatten(dict(params)).items()}
         mlflow.log_params(flat)
         yield StageRun(mlflow, parent_id)
+    if parent_id is not None:  # the parent spans its stages: it ends when the last one does
+        mlflow.MlflowClient().set_terminated(parent_id, "FINISHED", int(1000 * time.time()))
 
 
 def past_stage_runs(

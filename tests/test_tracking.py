@@ -153,3 +153,34 @@ def test_a_checkpoint_is_registered_with_its_signature_and_loads_without_pickle(
         expected = model(inputs.preprocess(test.images[:5])).softmax(1).numpy()
     assert probs.shape == (5, 4) and np.allclose(probs, expected, atol=1e-5)
     assert uri.startswith("models:/")
+
+
+def test_a_store_made_before_the_kind_tag_gets_it(tmp_path, monkeypatch):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("rcskd")  # as an older rcskd made it: no kind
+    with stage_run("prepare", {}, root=tmp_path):
+        pass
+    tags = MlflowClient().get_experiment_by_name("rcskd").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_reused_experiment_name_on_another_baseline_is_another_parent(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("DVC_EXP_NAME", "budget-03")
+    for baseline in ("a" * 40, "b" * 40):
+        monkeypatch.setenv("DVC_EXP_BASELINE_REV", baseline)
+        with stage_run("prune", {}, root=tmp_path, pipeline={"seed": 0}):
+            pass
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("rcskd").experiment_id],
+                              "tags.kind = 'pipeline'")  # fmt: skip
+    assert sorted(r.data.tags["pipeline"] for r in runs) == [
+        "budget-03@aaaaaaa",
+        "budget-03@bbbbbbb",
+    ]
+    assert {r.info.run_name for r in runs} == {"budget-03"}
+    assert all(r.info.end_time > r.info.start_time for r in runs)  # spans its stage runs
