@@ -38,8 +38,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check rcskd stages tests benchmarks tools
-	$(BIN)/ruff format --check rcskd stages tests benchmarks tools
+	$(BIN)/ruff check rcskd stages tests benchmarks .dvc/plots
+	$(BIN)/ruff format --check rcskd stages tests benchmarks .dvc/plots
 
 clean-venv:
 	rm -rf $(VENV)

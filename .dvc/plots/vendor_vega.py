@@ -4,7 +4,7 @@ DVC's default page loads these libraries from a CDN, so `dvc plots show` is a bl
 network without internet access (hospital networks often are). This script takes the same
 versions DVC's renderer asks for from the npm registry (`npm pack`, run once by a developer;
 the result is committed) and writes a template with them inline; `.dvc/config` points
-`plots.html_template` at it. Run: `python tools/vendor_vega.py`.
+`plots.html_template` at it. Run: `python .dvc/plots/vendor_vega.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / ".dvc" / "plots" / "offline.html"
 # The versions dvc-render's vega page loads from the CDN (dvc_render/vega.py).
 PACKAGES = {"vega": "5.20.2", "vega-lite": "5.2.0", "vega-embed": "6.18.2"}
@@ -25,7 +25,7 @@ PAGE = """<!DOCTYPE html>
     {{refresh_tag}}
     <meta charset="utf-8">
     <title>rcskd: DVC plots</title>
-    <!-- {notice}: vendored from the npm registry by tools/vendor_vega.py
+    <!-- {notice}: vendored from the npm registry by .dvc/plots/vendor_vega.py
          (BSD-3-Clause, copyright the University of Washington Interactive Data Lab), so that
          this page renders without network access. -->
 {scripts}
