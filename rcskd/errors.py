@@ -38,6 +38,17 @@ def run_reporting_errors(name: str, body: Callable[[], object]) -> int:
     try:
         body()
     except RcskdError as exc:
+        _close_progress_bars()
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _close_progress_bars() -> None:
+    """End any progress bar the error interrupted, so that the error starts its own line (in
+    DVC's logs it was glued to the bar's last refresh)."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.close()

@@ -97,3 +97,20 @@ def test_every_stage_script_option_has_help_text(script):
         if line.startswith("  --") and len(line.split()) <= 2:
             nxt = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
             assert nxt.startswith(" " * 10), f"{script}: {line.strip()} has no help text"
+
+
+def test_an_error_inside_a_progress_bar_starts_its_own_line(capsys):
+    from tqdm import tqdm
+
+    from rcskd.errors import ConfigError, run_reporting_errors
+
+    bars = []
+
+    def body() -> None:
+        bars.append(tqdm(total=5, desc="candidates", file=sys.stderr))  # still referenced
+        bars[0].update(1)
+        raise ConfigError("budget out of reach")
+
+    assert run_reporting_errors("prune", body) == 2
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "\nprune: error: budget out of reach" in err
