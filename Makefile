@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: install repro test lint compare plots clean-venv
+.PHONY: install repro brain4 test lint compare plots clean-venv
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
+
+# The pipeline on Brain-4 (../shared/data/brain-tumor-mri) as the benchmarks run it, with a
+# teacher clearly stronger than its pruned student: one DVC experiment (long on a CPU).
+brain4: $(STAMP)
+	$(BIN)/python benchmarks/brain4_experiment.py --run
 
 # Experiments side by side: the headline metrics (reports/headline.json) in under 200 columns.
 # Plain `dvc exp show` cannot be that narrow: it always adds every key of params.yaml and one

@@ -122,11 +122,15 @@ def correctness(path: Path, split) -> np.ndarray:
 
 
 def summarise_by_budget(
-    runs: list[dict[str, Any]], reference: str, means: tuple[str, ...] = (), first: tuple = ()
+    runs: list[dict[str, Any]],
+    reference: str | tuple[str, ...],
+    means: tuple[str, ...] = (),
+    first: tuple = (),
 ) -> tuple[dict, dict]:
     """(summary, paired) of runs keyed by budget and method: test accuracy mean +- std over
     seeds plus the mean of each field in `means` (and the first run's value of each in `first`);
-    the paired interval of `reference` minus every other method on the same test images."""
+    the paired interval of each `reference` minus every other method on the same test images."""
+    references = (reference,) if isinstance(reference, str) else reference
     summary: dict[str, dict] = {}
     paired: dict[str, dict] = {}
     for budget in sorted({r["budget"] for r in runs}, reverse=True):
@@ -141,12 +145,13 @@ def summarise_by_budget(
             summary.setdefault(str(budget), {})[method] = row
             correct = [[int(c) for c in r["test_correct"]] for r in mine]
             per_image[method] = np.array(correct, float).mean(0)
-        for method, values in per_image.items():
-            if reference in per_image and method != reference:
-                mean_diff, ci95 = paired_interval(per_image[reference], values)
-                paired.setdefault(str(budget), {})[f"{reference}-{method}"] = {
-                    "mean_diff": mean_diff, "ci95": ci95,
-                }  # fmt: skip
+        for ref in (r for r in references if r in per_image):
+            for method, values in per_image.items():
+                if method != ref:
+                    mean_diff, ci95 = paired_interval(per_image[ref], values)
+                    paired.setdefault(str(budget), {})[f"{ref}-{method}"] = {
+                        "mean_diff": mean_diff, "ci95": ci95,
+                    }  # fmt: skip
     return summary, paired
 
 

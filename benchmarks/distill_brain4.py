@@ -35,6 +35,8 @@ from common import (
     save_results,
     summarise_by_budget,
 )
+from prune_brain4 import OUT as PRUNE_OUT
+from prune_brain4 import candidate_path, prune_candidate
 
 from rcskd.config import load_params
 from rcskd.data.dataset import load_splits
@@ -84,6 +86,26 @@ def train(method: str, stages, budget: float, seed: int, epochs: int, start: Pat
     return path
 
 
+def pruned_start(budget: float, prepared: Path, teacher: Path, test) -> Path:
+    """The DDPG candidate (search seed 0) of prune_brain4.py at `budget`; on a machine that lacks
+    it, rebuilt with that benchmark's recorded settings and checked against its recorded test
+    predictions, so every method here starts from the student that benchmark measured."""
+    path = candidate_path("ddpg", budget, 0)
+    if path.is_file():
+        return path
+    recorded = load_results(PRUNE_OUT)
+    run = next((r for r in recorded.get("runs", [])
+                if (r["budget"], r["method"], r["seed"]) == (budget, "ddpg", 0)), None)  # fmt: skip
+    if run is None:
+        raise SystemExit(f"{path} missing: run `python benchmarks/prune_brain4.py` first")
+    print(f"rebuilding the pruned start {path.name} with {PRUNE_OUT.name}'s settings")
+    prune_candidate("ddpg", budget, 0, recorded["settings"], prepared, teacher)
+    rebuilt = "".join(map(str, correctness(path, test).tolist()))
+    same = sum(a == b for a, b in zip(rebuilt, run["test_correct"], strict=True))
+    print(f"rebuilt start agrees with the recorded one on {same}/{len(rebuilt)} test images")
+    return path
+
+
 def select(results: dict, epochs: int, prepared, teacher: Path, start: Path) -> None:
     """Pick TKD-CA's and DKD-SG's settings on the validation split (budget 0.5, seed 0)."""
     val = load_splits(prepared)["val"]
@@ -110,8 +132,21 @@ def select(results: dict, epochs: int, prepared, teacher: Path, start: Path) -> 
 
 def summarise(results: dict) -> None:
     """Per budget and method: mean +- std over seeds; paired intervals of RC-SKD minus each."""
-    summary, paired = summarise_by_budget(results["runs"], "rc_skd", first=("epochs",))
+    summary, paired = summarise_by_budget(
+        results["runs"], ("rc_skd", "rc_skd_joint"), first=("epochs",)
+    )
     results["summary"], results["paired"] = summary, paired
+
+
+def origin_lines(runs: list[dict]) -> list[str]:
+    """Per budget: the teacher's and the pruned start's test accuracy its runs started from."""
+    lines = []
+    for budget in sorted({r["budget"] for r in runs}, reverse=True):
+        mine = [r for r in runs if r["budget"] == budget and "start_test_acc" in r]
+        pairs = sorted({(r["teacher_test_acc"], r["start_test_acc"]) for r in mine})
+        text = "; ".join(f"teacher {t:.4f}, pruned start {s:.4f}" for t, s in pairs)
+        lines.append(f"- Budget {budget}: {text or 'not recorded'} (test accuracy).")
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -121,16 +156,23 @@ def markdown(results: dict) -> str:
         f"Split: {results['provenance']['split']}; test = 1,311 images. Same pruned start per "
         "budget, same total epochs (RC-SKD's two stages share them), same seeds; settings "
         f"chosen on validation: {results.get('selection', 'defaults')}. Paired 95% bootstrap "
-        "interval of RC-SKD minus each method (per-image correctness averaged over seeds).",
+        "interval of RC-SKD (two-stage) and of the joint variant minus each method (per-image "
+        "correctness averaged over seeds).",
         "",
-        "| budget | method | seeds | epochs | test acc | RC-SKD minus this (95% CI) |",
-        "|---|---|---|---|---|---|",
+        *origin_lines(results["runs"]),
+        "",
+        "| budget | method | seeds | epochs | test acc | RC-SKD minus this (95% CI) | "
+        "joint minus this (95% CI) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for budget, methods in results["summary"].items():
         for method, m in methods.items():
             ci = paired_cell(results, budget, f"rc_skd-{method}")
+            joint = paired_cell(results, budget, f"rc_skd_joint-{method}")
             acc = f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f}"
-            lines.append(f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | {ci} |")
+            lines.append(
+                f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | {ci} | {joint} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -151,21 +193,26 @@ def main() -> None:
     test = load_splits(prepared)["test"]
 
     def start(budget: float) -> Path:
-        path = WORK / "brain4-64-seed0" / f"pruned_ddpg_b{budget}_s0.pt"
-        if not path.is_file():
-            raise SystemExit(f"{path} missing: run `python benchmarks/prune_brain4.py` first")
-        return path
+        return pruned_start(budget, prepared, teacher, test)
 
     if args.select:
         select(results, args.epochs, prepared, teacher, start(0.5))
     chosen = results.get("selection", {})
     methods = plans(chosen.get("tkd_ca", {}), chosen.get("dkd_sg", {}))
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
+    # what each run started from, recorded with it: a rebuilt teacher or start (a fresh machine)
+    # is not bitwise the earlier one, so runs of one budget must share these two numbers
+    origin: dict[float, dict[str, float]] = {}
     for budget in args.budgets:
         for seed in args.seeds:
             for method in args.methods or list(methods):
                 if (budget, method, seed) in done:
                     continue
+                if budget not in origin:
+                    origin[budget] = {
+                        "teacher_test_acc": float(correctness(teacher, test).mean()),
+                        "start_test_acc": float(correctness(start(budget), test).mean()),
+                    }
                 final = train(method, methods[method], budget, seed, args.epochs, start(budget),
                               prepared, teacher, "run")  # fmt: skip
                 correct = correctness(final, test)
@@ -173,6 +220,7 @@ def main() -> None:
                     "budget": budget, "method": method, "seed": seed, "epochs": args.epochs,
                     "test_acc": float(correct.mean()),
                     "test_correct": "".join(map(str, correct.tolist())),
+                    **origin[budget],
                 })  # fmt: skip
                 results["provenance"] = provenance(brain4_params(seed), prepared, args.seeds)
                 results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}

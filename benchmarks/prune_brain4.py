@@ -15,6 +15,8 @@ bootstrap resamples of the images give the interval of ddpg's accuracy minus eac
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from common import (
     RESULTS,
@@ -30,12 +32,44 @@ from common import (
     summarise_by_budget,
 )
 
+from rcskd.config import Params
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.steps.prune import run_prune
+from rcskd.steps.prune import PruneResult, run_prune
 from rcskd.train import RunOptions
 
 METHODS = ("ddpg", "cem", "random", "uniform")
 OUT = RESULTS / "prune_brain4.json"
+
+
+def candidate_path(method: str, budget: float, seed: int) -> Path:
+    """Where a search's fine-tuned candidate is kept (the distill benchmark starts from it)."""
+    return WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
+
+
+def candidate_params(method: str, budget: float, seed: int, settings: dict[str, Any]) -> Params:
+    """The prune stage's params of one search (`settings`: episodes, finetune_epochs,
+    max_ratio)."""
+    return brain4_params(
+        0,  # the fine-tune seed: identical for every candidate
+        prune={
+            "budget": budget,
+            "max_ratio": settings["max_ratio"],
+            "search": method,
+            "search_seed": seed,
+            "compare_baselines": False,
+            "agent": {"episodes": settings["episodes"]},
+            "finetune": {"epochs": settings["finetune_epochs"], "balanced_sampling": True},
+        },
+    )
+
+
+def prune_candidate(method: str, budget: float, seed: int, settings: dict[str, Any],
+                    prepared: Path, teacher: Path) -> PruneResult:  # fmt: skip
+    """One search and its fine-tune, saved at `candidate_path`. Same settings on the same
+    machine give the same checkpoint."""
+    params = candidate_params(method, budget, seed, settings)
+    path = candidate_path(method, budget, seed)
+    return run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
 
 
 def main() -> None:
@@ -69,20 +103,8 @@ def main() -> None:
                 if (budget, method, seed) in done:
                     print(f"b{budget} {method} seed {seed}: done, skipped")
                     continue
-                params = brain4_params(
-                    0,  # the fine-tune seed: identical for every candidate
-                    prune={
-                        "budget": budget,
-                        "max_ratio": args.max_ratio,
-                        "search": method,
-                        "search_seed": seed,
-                        "compare_baselines": False,
-                        "agent": {"episodes": args.episodes},
-                        "finetune": {"epochs": args.finetune_epochs, "balanced_sampling": True},
-                    },
-                )
-                path = WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
-                result = run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
+                path = candidate_path(method, budget, seed)
+                result = prune_candidate(method, budget, seed, vars(args), prepared, teacher)
                 correct = correctness(path, test)
                 report = result.summary
                 results["runs"].append({
@@ -100,6 +122,7 @@ def main() -> None:
                     "ratios": result.ratios,
                     "search_history": result.search_history,
                 })  # fmt: skip
+                params = candidate_params(method, budget, seed, vars(args))
                 results["provenance"] = provenance(params, prepared, args.seeds)
                 results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}
                 summarise(results)

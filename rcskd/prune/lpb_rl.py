@@ -150,6 +150,35 @@ def run_search(
     return results, blocks, units, score
 
 
+def short_finetune_subset(params: Params, train: TensorSplit) -> TensorSplit:
+    """The first `prune.proxy.finetune_steps` batches' worth of training images: the data of
+    the multi-fidelity re-rank's short fine-tune."""
+    cfg = params.prune
+    n = min(len(train.labels), cfg.proxy.finetune_steps * cfg.finetune.batch_size)
+    return TensorSplit(train.images[:n], train.labels[:n])
+
+
+def short_finetune_score(
+    params: Params,
+    model: torch.nn.Module,
+    subset: TensorSplit,
+    calib: torch.Tensor,
+    held: TensorSplit,
+    preprocess: Preprocess,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Proxy accuracy of a candidate after one pass over `subset` with the fine-tune's optimizer
+    (the multi-fidelity score; `model` is trained in place, on `device`)."""
+    cfg = params.prune
+    model.to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.finetune)
+    train_one_epoch(
+        model, CrossEntropy(), optimizer, subset, cfg.finetune, preprocess, 0, params.seed,
+        torch.device(device), show_progress=False, desc="rerank",
+    )  # fmt: skip
+    return proxy_score(model, calib, held, preprocess, device)["acc"]
+
+
 def rerank_with_finetune(
     params: Params,
     teacher: torch.nn.Module,
@@ -164,23 +193,14 @@ def rerank_with_finetune(
     """Unit ratios of the best of the top-k episodes after a short fine-tune of each (on
     `device`)."""
     cfg = params.prune
-    device = torch.device(device)
     ranked = sorted(result.episodes, key=lambda e: -e["reward"])[: cfg.proxy.finetune_top_k]
     calib, held = proxy_data(params, splits, device)
-    train = splits["train"]
-    n = min(len(train.labels), cfg.proxy.finetune_steps * cfg.finetune.batch_size)
-    subset = TensorSplit(train.images[:n], train.labels[:n])
+    subset = short_finetune_subset(params, splits["train"])
     best, best_acc = ranked[0]["ratios"], -1.0
     for episode in ranked:
         ratios = unit_ratios_to_blocks(units, episode["ratios"])
         model = prune_blocks(teacher, blocks, ratios, input_shape, cfg.importance, cfg.round_to)
-        model.to(device)
-        optimizer = build_optimizer(model.parameters(), cfg.finetune)
-        train_one_epoch(
-            model, CrossEntropy(), optimizer, subset, cfg.finetune, preprocess, 0, params.seed,
-            device, show_progress=False, desc="rerank",
-        )  # fmt: skip
-        acc = proxy_score(model, calib, held, preprocess, device)["acc"]
+        acc = short_finetune_score(params, model, subset, calib, held, preprocess, device)
         if acc > best_acc:
             best, best_acc = episode["ratios"], acc
     return best

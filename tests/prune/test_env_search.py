@@ -229,6 +229,37 @@ def test_top_k_reranking_considers_only_the_k_best_episodes_and_spares_the_teach
     assert count_params(model) == total  # candidates are copies
 
 
+def test_short_finetune_trains_a_copy_on_the_first_steps_and_scores_it_by_the_proxy(setting):
+    import copy
+
+    from rcskd.config import params_from_dict
+    from rcskd.data.transforms import fit_preprocess
+    from rcskd.prune.lpb_rl import proxy_data, short_finetune_score, short_finetune_subset
+    from rcskd.prune.proxy import proxy_score
+    from tests.fixtures import quadrant_data
+
+    model, _, _ = setting
+    train = quadrant_data(64, 0, size=32)
+    train = type(train)(train.images, train.labels % 3)
+    raw = {
+        "prune": {
+            "proxy": {"finetune_steps": 3, "calib_images": 8, "eval_images": 16},
+            "finetune": {"batch_size": 8},
+        }
+    }
+    params = params_from_dict(raw)
+    subset = short_finetune_subset(params, train)
+    assert torch.equal(subset.images, train.images[:24])  # 3 steps x batch 8, in order
+    assert torch.equal(subset.labels, train.labels[:24])
+    calib, held = proxy_data(params, {"train": train})
+    pre = fit_preprocess(train.images)
+    candidate = copy.deepcopy(model)
+    before = [p.detach().clone() for p in candidate.parameters()]
+    acc = short_finetune_score(params, candidate, subset, calib, held, pre)
+    assert any(not torch.equal(a, b) for a, b in zip(before, candidate.parameters(), strict=True))
+    assert acc == proxy_score(copy.deepcopy(candidate), calib, held, pre)["acc"]
+
+
 def test_flops_budget_takes_the_excess_flops_off_the_reward(setting):
     from rcskd.config import params_from_dict
     from rcskd.data.transforms import fit_preprocess

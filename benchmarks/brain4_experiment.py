@@ -1,0 +1,103 @@
+"""The brain4-64 protocol as one DVC experiment: the pipeline on Brain-4 with the benchmarks'
+teacher, pruning and distillation settings, where the teacher is clearly stronger than its
+pruned student (measured by the benchmarks: teacher 0.9375, DDPG-pruned start at budget 0.5
+0.890 after its 3-epoch fine-tune; reports/bench/).
+
+    python benchmarks/brain4_experiment.py          # print the `dvc exp run` line
+    python benchmarks/brain4_experiment.py --run    # run it (make brain4)
+
+The overrides come from the benchmark scripts' own settings (one source of truth): the data of
+`brain4_params`, teacher_brain4.py's TEACHER, prune_brain4.py's recorded search settings, and
+distill_brain4.py's epochs, learning rate and the TKD-CA / DKD-SG weights it chose on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+from typing import Any
+
+from common import BRAIN4, REPO, load_results
+from prune_brain4 import OUT as PRUNE_OUT
+from teacher_brain4 import TEACHER
+
+DISTILL_OUT = REPO / "reports" / "bench" / "distill_brain4.json"
+NAME = "brain4-64"
+
+
+def protocol_sections() -> dict[str, Any]:
+    """params.yaml sections (partial) of the brain4-64 protocol, as the benchmarks ran it."""
+    prune = load_results(PRUNE_OUT).get("settings", {})
+    distill = load_results(DISTILL_OUT)
+    chosen = distill.get("selection", {})
+    epochs = distill.get("settings", {}).get("epochs", 4)
+    methods = {name: {name: chosen[name]} for name in ("tkd_ca", "dkd_sg") if name in chosen}
+    return {
+        "data": {"source": "imagefolder", "root": os.path.relpath(BRAIN4, REPO)},
+        "prepare": {"image_size": 64, "channels": 1},
+        "teacher": TEACHER,
+        "prune": {
+            "budget": 0.5,
+            "max_ratio": prune.get("max_ratio", 0.9),
+            "search": "ddpg",
+            "agent": {"episodes": prune.get("episodes", 60)},
+            "finetune": {"epochs": prune.get("finetune_epochs", 3), "balanced_sampling": True},
+        },
+        "distill": {
+            # RC-SKD's two stages share the benchmark's epoch budget, half each
+            "train": {"epochs": max(1, epochs // 2), "balanced_sampling": True, "lr": 5e-4},
+            "methods": methods,
+        },
+    }
+
+
+def flatten(section: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted keys of a nested dict; a dict under `methods` or `taps` stays one value (it is
+    data: its keys are names, not settings)."""
+    out = []
+    for key, value in section.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in ("taps",):
+            out += flatten(value, f"{dotted}.")
+        else:
+            out.append((dotted, value))
+    return out
+
+
+def hydra_value(value: Any) -> str:
+    """A value in the override grammar DVC's `-S` parses (Hydra's: `{a: 1}`, `[1, 2]`,
+    `true`); names and numbers go bare."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(hydra_value(v) for v in value) + "]"
+    return str(value)
+
+
+def overrides() -> list[str]:
+    """`-S key=value` arguments of `dvc exp run`."""
+    args = []
+    for key, value in flatten(protocol_sections()):
+        args += ["-S", f"{key}={hydra_value(value)}"]
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="store_true", help="run the experiment now")
+    args = parser.parse_args()
+    command = ["dvc", "exp", "run", "-n", NAME, *overrides()]
+    if not args.run:
+        print(shlex.join(command))
+        return
+    if not BRAIN4.is_dir():
+        raise SystemExit(f"the Brain-4 dataset is not at {BRAIN4}")
+    raise SystemExit(subprocess.call(command, cwd=REPO))
+
+
+if __name__ == "__main__":
+    main()

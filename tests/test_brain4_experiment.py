@@ -1,0 +1,45 @@
+"""The documented real-data experiment (benchmarks/brain4_experiment.py): its `dvc exp run -S`
+overrides, applied to params.yaml as DVC applies them, give valid params that are the
+benchmarks' protocol (a strong teacher, the benchmark's pruning and distillation settings)."""
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from dvc.utils.hydra import apply_overrides
+
+from rcskd.config import params_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_printed_line_is_a_valid_protocol_experiment(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "benchmarks/brain4_experiment.py"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    command = shlex.split(out)
+    assert command[:5] == ["dvc", "exp", "run", "-n", "brain4-64"]
+    # applied to a copy of params.yaml by DVC's own `-S` code
+    copy = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", copy)
+    values = command[6::2]
+    assert command[5::2] == ["-S"] * len(values)
+    apply_overrides(str(copy), values)
+    params = params_from_dict(yaml.safe_load(copy.read_text()), source="test")
+    assert params.data.source == "imagefolder"
+    assert params.data.root == "../shared/data/brain-tumor-mri"
+    # the benchmarks' teacher: the published width, SGD, 20 epochs, balanced classes
+    assert (params.teacher.width, params.teacher.train.optimizer) == (1.0, "sgd")
+    assert params.teacher.train.epochs == 20 and params.teacher.train.balanced_sampling
+    # the search and fine-tune whose start the distillation benchmark measured
+    assert (params.prune.budget, params.prune.max_ratio, params.prune.search) == (0.5, 0.9, "ddpg")
+    assert params.prune.finetune.epochs == 3
+    # the distillation weights chosen on validation by distill_brain4.py --select
+    tkd = params.distill.methods["tkd_ca"]["tkd_ca"]
+    assert (tkd["weight"], tkd["kappa"], tkd["taps"]) == (10.0, 0.5, {"stage3": 1.0})
+    assert params.distill.methods["dkd_sg"]["dkd_sg"]["weight"] == 5.0
+    assert params.distill.train.epochs == 2
