@@ -48,8 +48,18 @@ def test_int8_model_is_calibrated_on_train_checked_on_val_and_keeps_the_input_sp
     assert q["size_bytes"] < q["fp32_size_bytes"]
     assert set(q["latency_ms"]["int8"]) == {f"onnx-t{t}-b{b}" for t in (1, 2) for b in (1, 32)}
     assert onnx_input_spec(out / "student.int8.onnx") == quadrant_checkpoint[2]
+    # the first convolution reads the image in FP32: none of its inputs is dequantised
+    import onnx
+
+    graph = onnx.load(str(out / "student.int8.onnx")).graph
+    dequantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    (first,) = [n for n in graph.node if n.name in q["fp32_nodes"]]
+    assert first.op_type == "Conv" and not dequantised & set(first.input)
+    others = [n for n in graph.node if n.op_type == "Conv" and n.name != first.name]
+    assert others and all(dequantised & set(n.input) for n in others)
     card = (out / "student.card.md").read_text()
     assert "## INT8 model" in card and "calibrated on 64 training images" in card
+    assert "first convolution (it reads the image) kept in FP32" in card
     assert "| 1 thread(s), batch 1 |" in card
 
 

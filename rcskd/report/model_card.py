@@ -23,10 +23,11 @@ def _pct(x: float) -> str:
 
 def _int8_section(q: dict[str, Any]) -> list[str]:
     """What quantisation did to the model: how, on what data, accuracy and latency vs FP32."""
+    kept = "; the first convolution (it reads the image) kept in FP32" * bool(q.get("fp32_nodes"))
     how = (
         f"static post-training quantisation ({q['format']}, {q['weights']} weights, "
         f"{q['activations']} activations calibrated on {q['calibration_images']} "
-        f"{q['calibration_split']}ing images, min-max ranges)"
+        f"{q['calibration_split']}ing images, min-max ranges" + kept + ")"
         if q["mode"] == "static"
         else f"dynamic quantisation ({q['weights']} weights, activations quantised at run time"
         + (f"; static failed: {q['static_failed']}" if q.get("static_failed") else "")
