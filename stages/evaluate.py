@@ -5,8 +5,8 @@
         --details reports/evaluation --plots reports/plots \
         --comparison reports/comparison.json --table reports/comparison.md MODEL.pt|FOLDER ...
 
-A folder stands for the checkpoints (*.pt) in it, in name order; each model is named by its
-file stem. Adding a model is a dvc.yaml change, not a code change.
+A folder stands for the checkpoints (*.pt) and INT8 ONNX exports (*.int8.onnx) in it, in name
+order; each model is named by its file stem. Adding a model is a dvc.yaml change, not a code change.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from rcskd.tracking import data_tags, stage_run
 
 
 def checkpoint_paths(items: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to their *.pt files (sorted)."""
+    """Files as given; folders expanded to their checkpoints (*.pt) and INT8 exports
+    (*.int8.onnx), sorted: an export folder without INT8 (`export.int8: false`) adds nothing."""
     paths: list[Path] = []
     for item in items:
-        paths += sorted(item.glob("*.pt")) if item.is_dir() else [item]
+        found = [*item.glob("*.pt"), *item.glob("*.int8.onnx")] if item.is_dir() else [item]
+        paths += sorted(found)
     return paths
 
 

@@ -102,3 +102,25 @@ def test_checkpoint_for_other_classes_is_refused(trained):
     path, _, _, test = trained
     with pytest.raises(CheckpointError, match=r"student\.pt: trained for classes"):
         evaluate_model(path, test, ["a", "b", "c", "d"], small_cfg())
+
+
+def test_evaluate_stage_expands_folders_to_checkpoints_and_int8_exports(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo / "stages"))
+    spec = importlib.util.spec_from_file_location("evaluate_stage", repo / "stages/evaluate.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    export, baselines = tmp_path / "export", tmp_path / "baselines"
+    int8 = export / "student.int8.onnx"
+    other = [export / "student.onnx", export / "student.ts", export / "student.card.md"]
+    for path in (*other, int8, baselines / "kd.pt", baselines / "at.pt"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"")
+    teacher = tmp_path / "teacher.pt"
+    found = stage.checkpoint_paths([teacher, baselines, export])
+    assert found == [teacher, baselines / "at.pt", baselines / "kd.pt", int8]
+    int8.unlink()  # export.int8: false
+    assert stage.checkpoint_paths([export]) == []
