@@ -17,6 +17,7 @@ with per-image test correctness for the paired bootstrap (RC-SKD minus each othe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,38 @@ def summarise(results: dict) -> None:
     results["summary"], results["paired"] = summary, paired
 
 
+def origin_of(teacher: Path, start: Path, test) -> dict[str, Any]:
+    """What a run starts from, recorded with it: the teacher's and the pruned start's test
+    accuracy and a digest of their per-image test correctness. A checkpoint rebuilt on a fresh
+    machine is not bitwise the earlier one; the digests tell."""
+    out: dict[str, Any] = {}
+    for name, path in (("teacher", teacher), ("start", start)):
+        correct = correctness(path, test)
+        out[f"{name}_test_acc"] = float(correct.mean())
+        out[f"{name}_digest"] = correct_digest("".join(map(str, correct.tolist())))
+    return out
+
+
+def correct_digest(correct: str) -> str:
+    """Short digest of a per-image correctness string."""
+    return hashlib.sha256(correct.encode()).hexdigest()[:12]
+
+
+def check_same_origin(runs: list[dict], budget: float, origin: dict[str, Any]) -> None:
+    """Stop before mixing runs of one budget that started from different checkpoints."""
+    for r in runs:
+        if r["budget"] != budget:
+            continue
+        for name in ("teacher_digest", "start_digest"):
+            if name in r and r[name] != origin[name]:
+                raise SystemExit(
+                    f"budget {budget}: finished runs started from a {name.split('_')[0]} with "
+                    f"test-correctness digest {r[name]}, this machine's has {origin[name]} (a "
+                    "rebuilt checkpoint that differs); mixing them would make the comparison "
+                    f"unfair: finish where those checkpoints are, or --restart-budget {budget}"
+                )
+
+
 def origin_lines(runs: list[dict]) -> list[str]:
     """Per budget: the teacher's and the pruned start's test accuracy its runs started from."""
     lines = []
@@ -183,6 +216,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="total per method")
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--select", action="store_true", help="run the validation grid first")
+    parser.add_argument(
+        "--restart-budget", type=float, nargs="+", default=[],
+        help="drop these budgets' finished runs (their teacher or start is not this machine's)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     results = {"runs": []} if args.force else load_results(OUT)
@@ -199,20 +236,18 @@ def main() -> None:
         select(results, args.epochs, prepared, teacher, start(0.5))
     chosen = results.get("selection", {})
     methods = plans(chosen.get("tkd_ca", {}), chosen.get("dkd_sg", {}))
+    for budget in args.restart_budget:
+        results["runs"] = [r for r in results["runs"] if r["budget"] != budget]
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
-    # what each run started from, recorded with it: a rebuilt teacher or start (a fresh machine)
-    # is not bitwise the earlier one, so runs of one budget must share these two numbers
-    origin: dict[float, dict[str, float]] = {}
+    origin: dict[float, dict[str, Any]] = {}
     for budget in args.budgets:
         for seed in args.seeds:
             for method in args.methods or list(methods):
                 if (budget, method, seed) in done:
                     continue
                 if budget not in origin:
-                    origin[budget] = {
-                        "teacher_test_acc": float(correctness(teacher, test).mean()),
-                        "start_test_acc": float(correctness(start(budget), test).mean()),
-                    }
+                    origin[budget] = origin_of(teacher, start(budget), test)
+                    check_same_origin(results["runs"], budget, origin[budget])
                 final = train(method, methods[method], budget, seed, args.epochs, start(budget),
                               prepared, teacher, "run")  # fmt: skip
                 correct = correctness(final, test)
