@@ -202,10 +202,10 @@ class LatencyTableConfig:
 class PruneConfig:
     """LPB-RL: per-block pruning ratios under a resource budget, then a short fine-tune."""
 
-    budget: float = field(default=0.5, metadata=bounds(0.01, 1.0))  # share of the teacher kept
+    budget: float = field(default=0.2, metadata=bounds(0.01, 1.0))  # share of the teacher kept
     # what the budget counts: parameters, FLOPs, or milliseconds (the measured latency table)
     resource: Literal["params", "flops", "latency"] = "params"
-    max_ratio: float = field(default=0.8, metadata=bounds(0.0, 0.99))  # most a unit may lose
+    max_ratio: float = field(default=0.9, metadata=bounds(0.0, 0.99))  # most a unit may lose
     granularity: Literal["block", "stage"] = "block"  # one ratio per block, or per stage
     importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
     round_to: int = field(default=1, metadata=bounds(1))  # kept channels: a multiple of this
@@ -219,8 +219,9 @@ class PruneConfig:
     latency_table: LatencyTableConfig = field(default_factory=LatencyTableConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    # short: recovering from pruning is the distillation stages' job (ce_only measures it)
     finetune: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=5, lr=5e-4, warmup_epochs=0.0)
+        default_factory=lambda: TrainConfig(epochs=1, lr=5e-4, warmup_epochs=0.0)
     )
 
 

@@ -249,8 +249,14 @@ def test_short_finetune_trains_a_copy_on_the_first_steps_and_scores_it_by_the_pr
     }
     params = params_from_dict(raw)
     subset = short_finetune_subset(params, train)
-    assert torch.equal(subset.images, train.images[:24])  # 3 steps x batch 8, in order
-    assert torch.equal(subset.labels, train.labels[:24])
+    assert len(subset.labels) == 24  # 3 steps x batch 8
+    # drawn across the split, not its first images: a class-sorted split keeps every class
+    ordered = type(train)(train.images[train.labels.argsort()], train.labels.sort().values)
+    picked = short_finetune_subset(params, ordered)
+    assert set(picked.labels.tolist()) == set(train.labels.tolist())
+    rows = {tuple(x.flatten().tolist()) for x in ordered.images}
+    assert all(tuple(x.flatten().tolist()) in rows for x in picked.images)
+    assert torch.equal(short_finetune_subset(params, ordered).images, picked.images)  # seeded
     calib, held = proxy_data(params, {"train": train})
     pre = fit_preprocess(train.images)
     candidate = copy.deepcopy(model)
@@ -273,7 +279,7 @@ def test_flops_budget_takes_the_excess_flops_off_the_reward(setting):
     pre = fit_preprocess(data.images)
 
     def uniform(flops_budget: float):
-        raw = {"prune": {"search": "uniform", "compare_baselines": False,
+        raw = {"prune": {"search": "uniform", "compare_baselines": False, "budget": 0.5,
                          "flops_budget": flops_budget,
                          "proxy": {"calib_images": 8, "eval_images": 16}}}  # fmt: skip
         results, _, units, _ = run_search(

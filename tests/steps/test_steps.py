@@ -95,7 +95,7 @@ def test_distillation_chains_from_the_tkd_student_and_saves_no_adapter(run_dir):
     assert final.provenance["initialised_from"].endswith(f"{STUDENT_TKD.name}.pt")
     assert final.provenance["role"] == "dkd_sg" and final.inputs.classes
     assert results["dkd_sg"].summary["terms"] == {"ce": 1.0, "dkd_sg": 5.0}
-    assert results["tkd_ca"].summary["terms"] == {"ce": 1.0, "tkd_ca": 3.0}
+    assert results["tkd_ca"].summary["terms"] == {"ce": 1.0, "tkd_ca": 10.0}  # the default
     assert "train_tkd_ca" in results["tkd_ca"].history[0]
     assert not any("test" in key for key in results["dkd_sg"].summary)
 
