@@ -4,11 +4,10 @@ Static quantisation (the default): QDQ format, per-channel INT8 weights, INT8 ac
 ranges are calibrated on training images only (never validation or test); the first convolution,
 which reads the image, stays FP32 (on the phantom's grey images quantising it flipped 18 of 240
 validation predictions of one student, a 3.75-point drop; kept in FP32, 2 flips and no drop).
-Dynamic quantisation
-(weights only, activations quantised at run time) is the fallback where static fails. The
-quantised file keeps the rcskd metadata (input spec), so predict and evaluate use it like the
-FP32 export. `int8_accuracy_check` scores both on the validation split and raises an
-ExportError when INT8 loses more than the allowed accuracy.
+Dynamic quantisation (weights only, activations quantised at run time) is the fallback where
+static fails. The quantised file keeps the rcskd metadata (input spec), so predict and evaluate
+use it like the FP32 export. `int8_accuracy_check` scores both on the validation split and
+raises an ExportError when INT8 loses more than the allowed accuracy.
 """
 
 from __future__ import annotations
