@@ -65,8 +65,8 @@ def test_repro_prunes_the_teacher_to_the_budget(repo_copy):
     dest, _, log = repo_copy
     assert "Running stage 'prune'" in log
     report = json.loads((dest / "reports" / "prune.json").read_text())
-    assert report["budget"] == 0.5 and report["budget_met"]
-    assert abs(report["achieved_params_ratio"] - 0.5) <= 0.02
+    assert report["budget"] == 0.2 and report["budget_met"]  # the default budget
+    assert abs(report["achieved_params_ratio"] - 0.2) <= 0.02
     assert set(report["search_scores"]) == {"ddpg", "cem", "random", "uniform"}
     search = (dest / "reports" / "prune_search.csv").read_text().splitlines()
     assert search[0] == "method,episode,reward,best_so_far" and len(search) == 1 + 3 + 3 + 3 + 1
@@ -191,11 +191,11 @@ def test_one_parent_run_holds_the_pipeline_and_the_student_is_registered(repo_co
     experiment = client.get_experiment_by_name("rcskd")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (parent,) = client.search_runs([experiment.experiment_id], "tags.kind = 'pipeline'")
-    assert parent.data.params["prune.budget"] == "0.5"
+    assert parent.data.params["prune.budget"] == "0.2"
     assert parent.data.params["teacher.train.epochs"] == "2"
     headline = json.loads((dest / "reports" / "headline.json").read_text())
     assert parent.data.metrics["acc.student"] == headline["acc"]["student"]
-    assert parent.data.metrics["budget"] == 0.5
+    assert parent.data.metrics["budget"] == 0.2
     assert [d.dataset.name for d in parent.inputs.dataset_inputs] == ["prepared-phantom"]
     children = client.search_runs(
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
@@ -217,7 +217,7 @@ def test_headline_metrics_are_the_only_dvc_metrics(repo_copy):
     files = {f for rev in shown.values() for f in rev.get("data", {})}
     assert files == {"reports/headline.json"}
     headline = json.loads((dest / "reports" / "headline.json").read_text())
-    assert headline["budget"] == 0.5 and set(headline["achieved"]) == {"params", "flops"}
+    assert headline["budget"] == 0.2 and set(headline["achieved"]) == {"params", "flops"}
     for metric in ("acc", "bal_acc", "macro_f1", "params_M", "MFLOPs", "ms_b1"):
         assert set(headline[metric]) == {"teacher", "pruned", "student"}, metric
 
@@ -255,4 +255,4 @@ def test_make_compare_shows_three_experiments_in_200_columns(repo_copy):
     for column in ("budget", "achieved.params", "acc.teacher", "acc.student", "ms_b1.student"):
         assert column in header, header
     assert sum("[" in line for line in lines) == 2  # the two experiments, under the baseline
-    assert {"0.3", "0.5", "0.7"} <= set(table.split()), table  # the budget column
+    assert {"0.2", "0.3", "0.7"} <= set(table.split()), table  # the budget column
