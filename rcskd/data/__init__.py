@@ -1,0 +1,1 @@
+"""Data: sources, the prepare step (split, dedup, cache), transforms and intensity statistics."""
