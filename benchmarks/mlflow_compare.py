@@ -80,6 +80,9 @@ def main() -> int:
                 row.locator("input[type=checkbox]").first.check()
             page.get_by_role("button", name="Compare").click()
             page.wait_for_selector("text=prune.budget", timeout=120_000)
+            # the compare page falls back to the GenAI sidebar: ask for Model training again
+            page.goto(page.url + "&workflowType=machine_learning")
+            page.wait_for_selector("text=prune.budget", timeout=120_000)
             page.set_viewport_size({"width": 1500, "height": 2000})
             page.get_by_text("Show diff only").first.click()  # the params that differ
             page.wait_for_timeout(2000)
