@@ -40,7 +40,7 @@ plots: $(STAMP)
 	$(BIN)/dvc plots show
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check rcskd stages tests benchmarks .dvc/plots
