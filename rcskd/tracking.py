@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import time
 import warnings
@@ -47,6 +48,8 @@ PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 MAX_PARAM_CHARS = 500  # MLflow caps param values; long lists are truncated, not rejected
 PROBE_TIMEOUT_S = 10.0
 SQLITE_PREFIX = "sqlite:///"
+# the start of MLflow's two warnings about inferring a signature (they begin with ANSI colour)
+_SIGNATURE_ADVICE = r".*(Add type hints to the `predict` method|An input example was not provided)"
 
 
 def data_tags(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -275,20 +278,28 @@ class StageRun:
         import torch
 
         mlflow = self._mlflow
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(PYFUNC_CODE),
-            artifacts={"checkpoint": str(checkpoint)},
-            signature=signature_of(inputs),
-            registered_model_name=registered_name,
-            # named, not inferred: inference would load the model in a subprocess (slow)
-            pip_requirements=[
-                f"rcskd=={__version__}",
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"mlflow=={mlflow.__version__}",
-            ],  # fmt: skip
-            metadata={"classes": inputs.classes, "source": inputs.source},
-        )
+        # MLflow advises type hints or an input example to infer a signature; ours is given
+        # explicitly, and an example would copy (patient) images into every logged model. An
+        # "ignore" filter cannot drop that advice: log_model pushes its own UserWarning filter in
+        # front, so its warnings are collected here and all others passed on.
+        with warnings.catch_warnings(record=True) as caught:
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(PYFUNC_CODE),
+                artifacts={"checkpoint": str(checkpoint)},
+                signature=signature_of(inputs),
+                registered_model_name=registered_name,
+                # named, not inferred: inference would load the model in a subprocess (slow)
+                pip_requirements=[
+                    f"rcskd=={__version__}",
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"mlflow=={mlflow.__version__}",
+                ],  # fmt: skip
+                metadata={"classes": inputs.classes, "source": inputs.source},
+            )
+        for w in caught:
+            if not re.match(_SIGNATURE_ADVICE, str(w.message)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return info.model_uri
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
