@@ -132,9 +132,10 @@ def select(results: dict, epochs: int, prepared, teacher: Path, start: Path) -> 
 
 
 def summarise(results: dict) -> None:
-    """Per budget and method: mean +- std over seeds; paired intervals of RC-SKD minus each."""
+    """Per budget and method: mean +- std over seeds; paired intervals of RC-SKD (both
+    variants) and of TKD-CA alone (the one part that may help without the other) minus each."""
     summary, paired = summarise_by_budget(
-        results["runs"], ("rc_skd", "rc_skd_joint"), first=("epochs",)
+        results["runs"], ("rc_skd", "rc_skd_joint", "tkd_ca"), first=("epochs",)
     )
     results["summary"], results["paired"] = summary, paired
 
@@ -189,23 +190,23 @@ def markdown(results: dict) -> str:
         f"Split: {results['provenance']['split']}; test = 1,311 images. Same pruned start per "
         "budget, same total epochs (RC-SKD's two stages share them), same seeds; settings "
         f"chosen on validation: {results.get('selection', 'defaults')}. Paired 95% bootstrap "
-        "interval of RC-SKD (two-stage) and of the joint variant minus each method (per-image "
-        "correctness averaged over seeds).",
+        "interval of RC-SKD (two-stage), of the joint variant and of TKD-CA alone minus each "
+        "method (per-image correctness averaged over seeds).",
         "",
         *origin_lines(results["runs"]),
         "",
         "| budget | method | seeds | epochs | test acc | RC-SKD minus this (95% CI) | "
-        "joint minus this (95% CI) |",
-        "|---|---|---|---|---|---|---|",
+        "joint minus this (95% CI) | TKD-CA minus this (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for budget, methods in results["summary"].items():
         for method, m in methods.items():
             ci = paired_cell(results, budget, f"rc_skd-{method}")
             joint = paired_cell(results, budget, f"rc_skd_joint-{method}")
+            tkd = paired_cell(results, budget, f"tkd_ca-{method}")
             acc = f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f}"
-            lines.append(
-                f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | {ci} | {joint} |"
-            )
+            lines.append(f"| {budget} | {method} | {m['n_seeds']} | {m['epochs']} | {acc} | "
+                         f"{ci} | {joint} | {tkd} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
