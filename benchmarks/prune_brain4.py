@@ -6,7 +6,10 @@ For each budget, method (ddpg, cem, random, uniform) and search seed, the prune 
 runs with `prune.search` = method and `prune.search_seed` = seed: the same number of proxy
 evaluations (`--episodes`; uniform: 1) through the same env, then the returned candidate is
 fine-tuned identically (same epochs, optimizer, augmentation and fine-tune seed 0 for all) and
-scored on the 1,311 test images. Uniform has no randomness: it runs once per budget. Writes
+scored on the 1,311 test images. Uniform has no randomness: it runs once per budget.
+`--flops-budget F` (< 1) runs the FLOPs-aware search (`prune.flops_budget`: a candidate keeping
+more than F of the teacher's FLOPs loses the excess from its reward) as its own rows, labelled
+`<method>+flops<F>`, beside the parameter-only ones. Writes
 reports/bench/prune_brain4.json (+ .md) after every finished run; finished runs are skipped.
 Paired intervals: per test image, each method's correctness averaged over its seeds; 2,000
 bootstrap resamples of the images give the interval of ddpg's accuracy minus each other's.
@@ -41,19 +44,27 @@ METHODS = ("ddpg", "cem", "random", "uniform")
 OUT = RESULTS / "prune_brain4.json"
 
 
-def candidate_path(method: str, budget: float, seed: int) -> Path:
-    """Where a search's fine-tuned candidate is kept (the distill benchmark starts from it)."""
-    return WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}.pt"
+def label(method: str, flops_budget: float = 1.0) -> str:
+    """A run's method label: the FLOPs-aware variant gets its own rows."""
+    return method if flops_budget >= 1.0 else f"{method}+flops{flops_budget}"
+
+
+def candidate_path(method: str, budget: float, seed: int, flops_budget: float = 1.0) -> Path:
+    """Where a search's fine-tuned candidate is kept (the distill benchmark starts from the
+    parameter-only DDPG one)."""
+    suffix = "" if flops_budget >= 1.0 else f"_f{flops_budget}"
+    return WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}{suffix}.pt"
 
 
 def candidate_params(method: str, budget: float, seed: int, settings: dict[str, Any]) -> Params:
     """The prune stage's params of one search (`settings`: episodes, finetune_epochs,
-    max_ratio)."""
+    max_ratio, flops_budget)."""
     return brain4_params(
         0,  # the fine-tune seed: identical for every candidate
         prune={
             "budget": budget,
             "max_ratio": settings["max_ratio"],
+            "flops_budget": settings.get("flops_budget", 1.0),
             "search": method,
             "search_seed": seed,
             "compare_baselines": False,
@@ -68,7 +79,7 @@ def prune_candidate(method: str, budget: float, seed: int, settings: dict[str, A
     """One search and its fine-tune, saved at `candidate_path`. Same settings on the same
     machine give the same checkpoint."""
     params = candidate_params(method, budget, seed, settings)
-    path = candidate_path(method, budget, seed)
+    path = candidate_path(method, budget, seed, settings.get("flops_budget", 1.0))
     return run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
 
 
@@ -85,6 +96,10 @@ def main() -> None:
         default=0.9,
         help="most a block may lose (0.8 cannot reach budget 0.2 on ResNet-18)",
     )
+    parser.add_argument(
+        "--flops-budget", type=float, default=1.0,
+        help="< 1: the FLOPs-aware search (prune.flops_budget), reported as its own rows",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     results = {"runs": []} if args.force else load_results(OUT)
@@ -95,22 +110,25 @@ def main() -> None:
     assert load_meta(prepared)["counts"]["test"]["total"] == len(test.labels)
     teacher = brain4_teacher(0)
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
+    flops_aware = args.flops_budget < 1.0
     for budget in args.budgets:
         for seed in args.seeds:
             for method in args.methods:
-                if method == "uniform" and seed != args.seeds[0]:
-                    continue  # deterministic: one run per budget
-                if (budget, method, seed) in done:
-                    print(f"b{budget} {method} seed {seed}: done, skipped")
+                if method == "uniform" and (seed != args.seeds[0] or flops_aware):
+                    continue  # deterministic: one run per budget, and it ignores the reward
+                name = label(method, args.flops_budget)
+                if (budget, name, seed) in done:
+                    print(f"b{budget} {name} seed {seed}: done, skipped")
                     continue
-                path = candidate_path(method, budget, seed)
+                path = candidate_path(method, budget, seed, args.flops_budget)
                 result = prune_candidate(method, budget, seed, vars(args), prepared, teacher)
                 correct = correctness(path, test)
                 report = result.summary
                 results["runs"].append({
                     "budget": budget,
-                    "method": method,
+                    "method": name,
                     "seed": seed,
+                    "flops_budget": args.flops_budget,
                     "test_acc": float(correct.mean()),
                     "test_correct": "".join(map(str, correct.tolist())),
                     "proxy_score": report["proxy_score"],
@@ -124,19 +142,23 @@ def main() -> None:
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
                 results["provenance"] = provenance(params, prepared, args.seeds)
-                results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}
+                per_run = ("force", "flops_budget", "seeds")  # recorded with each run
+                results["settings"] = {k: v for k, v in vars(args).items() if k not in per_run}
                 summarise(results)
                 save_results(OUT, results, markdown(results))
-                print(f"b{budget} {method} seed {seed}: test acc {correct.mean():.4f}, "
+                print(f"b{budget} {name} seed {seed}: test acc {correct.mean():.4f}, "
                       f"proxy {report['proxy_score']:.3f}")  # fmt: skip
 
 
 def summarise(results: dict) -> None:
-    """Per budget and method: mean +- std over seeds; paired intervals of ddpg minus each."""
+    """Per budget and method: mean +- std over seeds; paired intervals of ddpg (and of each
+    FLOPs-aware ddpg) minus each."""
     means = (("proxy_mean", "proxy_score"), ("val_acc_mean", "finetune_val_acc"),
              ("params_ratio", "params_ratio"),
              ("flops_ratio", "flops_ratio"), ("search_s", "search_s"))  # fmt: skip
-    results["summary"], results["paired"] = summarise_by_budget(results["runs"], "ddpg", means)
+    references = ("ddpg", *sorted({r["method"] for r in results["runs"]
+                                   if r["method"].startswith("ddpg+")}))  # fmt: skip
+    results["summary"], results["paired"] = summarise_by_budget(results["runs"], references, means)
 
 
 def markdown(results: dict) -> str:
@@ -166,6 +188,11 @@ def markdown(results: dict) -> str:
                 f"{m['proxy_mean']:.3f} | "
                 f"{m['params_ratio']:.3f} | {m['flops_ratio']:.3f} | {m['search_s'] / 60:.1f} min |"
             )
+    for budget, methods in results["summary"].items():
+        for ref in (name for name in methods if name.startswith("ddpg+")):
+            cells = [f"{other} {paired_cell(results, budget, f'{ref}-{other}')}"
+                     for other in methods if other != ref]  # fmt: skip
+            lines += ["", f"Budget {budget}, {ref} minus each: " + "; ".join(cells) + "."]
     return "\n".join(lines) + "\n"
 
 
