@@ -7,6 +7,7 @@ results go to `reports/bench/` (committed). A result file holds one entry per fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -119,6 +120,23 @@ def correctness(path: Path, split) -> np.ndarray:
     preprocess = checkpoint.require_inputs().preprocess
     logits = predict_logits(checkpoint.model, split.images, preprocess)
     return (logits.argmax(1) == split.labels).numpy().astype(np.uint8)
+
+
+def correct_digest(correct: str) -> str:
+    """Short digest of a per-image correctness string."""
+    return hashlib.sha256(correct.encode()).hexdigest()[:12]
+
+
+def origin_of(checkpoints: dict[str, Path], test) -> dict[str, Any]:
+    """What a run starts from, recorded with it: per named checkpoint (e.g. teacher, start) its
+    test accuracy and a digest of its per-image test correctness. A checkpoint rebuilt on a
+    fresh machine is not bitwise the earlier one; the digests tell."""
+    out: dict[str, Any] = {}
+    for name, path in checkpoints.items():
+        correct = correctness(path, test)
+        out[f"{name}_test_acc"] = float(correct.mean())
+        out[f"{name}_digest"] = correct_digest("".join(map(str, correct.tolist())))
+    return out
 
 
 def summarise_by_budget(

@@ -17,7 +17,6 @@ with per-image test correctness for the paired bootstrap (RC-SKD minus each othe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
+    origin_of,
     paired_cell,
     prepared_brain4,
     provenance,
@@ -140,23 +140,6 @@ def summarise(results: dict) -> None:
     results["summary"], results["paired"] = summary, paired
 
 
-def origin_of(teacher: Path, start: Path, test) -> dict[str, Any]:
-    """What a run starts from, recorded with it: the teacher's and the pruned start's test
-    accuracy and a digest of their per-image test correctness. A checkpoint rebuilt on a fresh
-    machine is not bitwise the earlier one; the digests tell."""
-    out: dict[str, Any] = {}
-    for name, path in (("teacher", teacher), ("start", start)):
-        correct = correctness(path, test)
-        out[f"{name}_test_acc"] = float(correct.mean())
-        out[f"{name}_digest"] = correct_digest("".join(map(str, correct.tolist())))
-    return out
-
-
-def correct_digest(correct: str) -> str:
-    """Short digest of a per-image correctness string."""
-    return hashlib.sha256(correct.encode()).hexdigest()[:12]
-
-
 def check_same_origin(runs: list[dict], budget: float, origin: dict[str, Any]) -> None:
     """Stop before mixing runs of one budget that started from different checkpoints."""
     for r in runs:
@@ -247,7 +230,7 @@ def main() -> None:
                 if (budget, method, seed) in done:
                     continue
                 if budget not in origin:
-                    origin[budget] = origin_of(teacher, start(budget), test)
+                    origin[budget] = origin_of({"teacher": teacher, "start": start(budget)}, test)
                     check_same_origin(results["runs"], budget, origin[budget])
                 final = train(method, methods[method], budget, seed, args.epochs, start(budget),
                               prepared, teacher, "run")  # fmt: skip

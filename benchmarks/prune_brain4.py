@@ -1,6 +1,6 @@
 """Benchmark: LPB-RL's search methods at equal cost on the brain4-64 teacher (issue protocol).
 
-    python benchmarks/prune_brain4.py [--budgets 0.5 0.2] [--seeds 0 1 2] [--force]
+    python benchmarks/prune_brain4.py [--budgets 0.5 0.2] [--seeds 0 1 2 3 4] [--force]
 
 For each budget, method (ddpg, cem, random, uniform) and search seed, the prune stage's code path
 runs with `prune.search` = method and `prune.search_seed` = seed: the same number of proxy
@@ -11,8 +11,11 @@ scored on the 1,311 test images. Uniform has no randomness: it runs once per bud
 more than F of the teacher's FLOPs loses the excess from its reward) as its own rows, labelled
 `<method>+flops<F>`, beside the parameter-only ones. Writes
 reports/bench/prune_brain4.json (+ .md) after every finished run; finished runs are skipped.
-Paired intervals: per test image, each method's correctness averaged over its seeds; 2,000
-bootstrap resamples of the images give the interval of ddpg's accuracy minus each other's.
+Every run records its teacher's test accuracy and test-correctness digest; runs from another
+teacher (a rebuilt one is not bitwise the same) are not mixed in: the script stops, or drops them
+with `--drop-other-teachers`. Paired intervals: per test image, each method's correctness
+averaged over its seeds; 2,000 bootstrap resamples of the images give the interval of ddpg's
+accuracy minus each other's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from common import (
     brain4_teacher,
     correctness,
     load_results,
+    origin_of,
     paired_cell,
     prepared_brain4,
     provenance,
@@ -86,7 +90,7 @@ def prune_candidate(method: str, budget: float, seed: int, settings: dict[str, A
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.2])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--finetune-epochs", type=int, default=3)
@@ -100,6 +104,10 @@ def main() -> None:
         "--flops-budget", type=float, default=1.0,
         help="< 1: the FLOPs-aware search (prune.flops_budget), reported as its own rows",
     )  # fmt: skip
+    parser.add_argument(
+        "--drop-other-teachers", action="store_true",
+        help="drop finished runs whose teacher is not this machine's (and redo them)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     results = {"runs": []} if args.force else load_results(OUT)
@@ -109,6 +117,8 @@ def main() -> None:
     test = load_splits(prepared)["test"]
     assert load_meta(prepared)["counts"]["test"]["total"] == len(test.labels)
     teacher = brain4_teacher(0)
+    origin = origin_of({"teacher": teacher}, test)
+    results["runs"] = same_teacher_runs(results["runs"], origin, args.drop_other_teachers)
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
     flops_aware = args.flops_budget < 1.0
     for budget in args.budgets:
@@ -139,6 +149,7 @@ def main() -> None:
                     "search_s": report["search_wall_time_s"],
                     "ratios": result.ratios,
                     "search_history": result.search_history,
+                    **origin,
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
                 results["provenance"] = provenance(params, prepared, args.seeds)
@@ -150,6 +161,22 @@ def main() -> None:
                       f"proxy {report['proxy_score']:.3f}")  # fmt: skip
 
 
+def same_teacher_runs(runs: list[dict], origin: dict[str, Any], drop: bool) -> list[dict]:
+    """The finished runs that searched this machine's teacher; others stop the script (mixing
+    them would compare searches over different teachers) unless `drop`."""
+    digest = origin["teacher_digest"]
+    foreign = [r for r in runs if r.get("teacher_digest") != digest]
+    if foreign and not drop:
+        raise SystemExit(
+            f"{len(foreign)} finished runs searched another teacher than this machine's (test "
+            f"digest {digest}, acc {origin['teacher_test_acc']:.4f}); comparing them with new "
+            "runs would be unfair: rerun with --drop-other-teachers to redo them here"
+        )
+    if foreign:
+        print(f"dropping {len(foreign)} runs of another teacher; they are redone here")
+    return [r for r in runs if r.get("teacher_digest") == digest]
+
+
 def summarise(results: dict) -> None:
     """Per budget and method: mean +- std over seeds; paired intervals of ddpg (and of each
     FLOPs-aware ddpg) minus each."""
@@ -159,6 +186,15 @@ def summarise(results: dict) -> None:
     references = ("ddpg", *sorted({r["method"] for r in results["runs"]
                                    if r["method"].startswith("ddpg+")}))  # fmt: skip
     results["summary"], results["paired"] = summarise_by_budget(results["runs"], references, means)
+
+
+def teacher_lines(runs: list[dict]) -> list[str]:
+    """The teacher every run searched (test accuracy and correctness digest)."""
+    pairs = sorted(
+        {(r["teacher_test_acc"], r["teacher_digest"]) for r in runs if "teacher_digest" in r}
+    )
+    text = "; ".join(f"test acc {acc:.4f} (correctness digest {digest})" for acc, digest in pairs)
+    return [f"Teacher searched by every run: {text or 'not recorded'}."]
 
 
 def markdown(results: dict) -> str:
@@ -174,6 +210,8 @@ def markdown(results: dict) -> str:
         "resamples of the test images) of DDPG minus each method, correctness averaged over "
         "seeds per image. Val acc: the fine-tuned candidate on the validation split (what a "
         "user choosing between methods would see).",
+        "",
+        *teacher_lines(results["runs"]),
         "",
         "| budget | method | seeds | test acc | ddpg minus this (95% CI) | val acc | proxy acc | "
         "params kept | FLOPs kept | search |",

@@ -1,0 +1,31 @@
+"""The prune benchmark never mixes searches over different teachers: finished runs whose
+teacher test-correctness digest is not this machine's stop the script, or are dropped."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from prune_brain4 import same_teacher_runs  # noqa: E402
+
+HERE = {"teacher_digest": "aaaa", "teacher_test_acc": 0.9375}
+RUNS = [
+    {"method": "ddpg", "seed": 0, "teacher_digest": "aaaa"},
+    {"method": "ddpg", "seed": 1, "teacher_digest": "bbbb"},  # a rebuilt teacher elsewhere
+    {"method": "uniform", "seed": 0},  # recorded before digests: origin unknown
+]
+
+
+def test_runs_of_another_or_unknown_teacher_stop_the_script():
+    with pytest.raises(SystemExit, match="2 finished runs searched another teacher"):
+        same_teacher_runs(RUNS, HERE, drop=False)
+
+
+def test_dropping_keeps_only_this_teachers_runs():
+    kept = same_teacher_runs(RUNS, HERE, drop=True)
+    assert [(r["method"], r["seed"]) for r in kept] == [("ddpg", 0)]
+
+
+def test_runs_of_this_teacher_pass_untouched():
+    assert same_teacher_runs(RUNS[:1], HERE, drop=False) == RUNS[:1]
