@@ -153,8 +153,9 @@ def main() -> None:
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
                 results["provenance"] = provenance(params, prepared, args.seeds)
-                per_run = ("force", "flops_budget", "seeds")  # recorded with each run
-                results["settings"] = {k: v for k, v in vars(args).items() if k not in per_run}
+                # the search settings every run shares (seeds and flops_budget are per run)
+                skip = ("force", "drop_other_teachers", "flops_budget", "seeds")
+                results["settings"] = {k: v for k, v in vars(args).items() if k not in skip}
                 summarise(results)
                 save_results(OUT, results, markdown(results))
                 print(f"b{budget} {name} seed {seed}: test acc {correct.mean():.4f}, "
