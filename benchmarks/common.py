@@ -122,6 +122,11 @@ def correctness(path: Path, split) -> np.ndarray:
     return (logits.argmax(1) == split.labels).numpy().astype(np.uint8)
 
 
+def correct_string(correct: np.ndarray) -> str:
+    """Per-image correctness as the results files store it: one '0' or '1' per test image."""
+    return "".join(map(str, correct.tolist()))
+
+
 def correct_digest(correct: str) -> str:
     """Short digest of a per-image correctness string."""
     return hashlib.sha256(correct.encode()).hexdigest()[:12]
@@ -135,7 +140,7 @@ def origin_of(checkpoints: dict[str, Path], test) -> dict[str, Any]:
     for name, path in checkpoints.items():
         correct = correctness(path, test)
         out[f"{name}_test_acc"] = float(correct.mean())
-        out[f"{name}_digest"] = correct_digest("".join(map(str, correct.tolist())))
+        out[f"{name}_digest"] = correct_digest(correct_string(correct))
     return out
 
 

@@ -27,6 +27,7 @@ from common import (
     WORK,
     brain4_params,
     brain4_teacher,
+    correct_string,
     correctness,
     load_results,
     origin_of,
@@ -101,7 +102,7 @@ def pruned_start(budget: float, prepared: Path, teacher: Path, test) -> Path:
         raise SystemExit(f"{path} missing: run `python benchmarks/prune_brain4.py` first")
     print(f"rebuilding the pruned start {path.name} with {PRUNE_OUT.name}'s settings")
     prune_candidate("ddpg", budget, 0, recorded["settings"], prepared, teacher)
-    rebuilt = "".join(map(str, correctness(path, test).tolist()))
+    rebuilt = correct_string(correctness(path, test))
     same = sum(a == b for a, b in zip(rebuilt, run["test_correct"], strict=True))
     print(f"rebuilt start agrees with the recorded one on {same}/{len(rebuilt)} test images")
     return path
@@ -238,7 +239,7 @@ def main() -> None:
                 results["runs"].append({
                     "budget": budget, "method": method, "seed": seed, "epochs": args.epochs,
                     "test_acc": float(correct.mean()),
-                    "test_correct": "".join(map(str, correct.tolist())),
+                    "test_correct": correct_string(correct),
                     **origin[budget],
                 })  # fmt: skip
                 results["provenance"] = provenance(brain4_params(seed), prepared, args.seeds)
