@@ -19,7 +19,7 @@ import shlex
 import subprocess
 from typing import Any
 
-from common import BRAIN4, REPO, load_results
+from bench_common import BRAIN4, REPO, load_results
 from prune_brain4 import OUT as PRUNE_OUT
 from teacher_brain4 import TEACHER
 

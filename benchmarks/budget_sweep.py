@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import BRAIN4, REPO, RESULTS, SPLIT_NOTE
+from bench_common import BRAIN4, REPO, RESULTS, SPLIT_NOTE
 
 from rcskd.io import write_json_atomic, write_text_atomic
 from rcskd.tracking import git_commit

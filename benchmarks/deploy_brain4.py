@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import (
+from bench_common import (
     RESULTS,
     WORK,
     brain4_params,

@@ -21,7 +21,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench_common import (
     REPO,
     RESULTS,
     WORK,

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import RESULTS, WORK, save_results
+from bench_common import RESULTS, WORK, save_results
 
 from rcskd.export.onnx import export_onnx, onnx_session, run_onnx
 from rcskd.metrics.complexity import count_flops, count_params, time_call

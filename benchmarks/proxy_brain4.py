@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import torch
-from common import (
+from bench_common import (
     RESULTS,
     brain4_params,
     brain4_teacher,

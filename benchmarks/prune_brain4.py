@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench_common import (
     RESULTS,
     WORK,
     brain4_params,

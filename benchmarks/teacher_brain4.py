@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import (
+from bench_common import (
     REPO,
     RESULTS,
     WORK,

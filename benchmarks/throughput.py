@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import BRAIN4, RESULTS, brain4_params, load_results, prepared_brain4, save_results
+from bench_common import BRAIN4, RESULTS, brain4_params, load_results, prepared_brain4, save_results
 from torch.nn import functional as F
 
 from rcskd.config import AugmentConfig, Params, TrainConfig, params_from_dict
