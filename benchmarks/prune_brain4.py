@@ -9,7 +9,9 @@ fine-tuned identically (same epochs, optimizer, augmentation and fine-tune seed 
 scored on the 1,311 test images. Uniform has no randomness: it runs once per budget.
 `--flops-budget F` (< 1) runs the FLOPs-aware search (`prune.flops_budget`: a candidate keeping
 more than F of the teacher's FLOPs loses the excess from its reward) as its own rows, labelled
-`<method>+flops<F>`, beside the parameter-only ones. Writes
+`<method>+flops<F>`, beside the parameter-only ones; `--finetune-top-k K` re-ranks each search's
+K best candidates by a short fine-tune (`prune.proxy.finetune_top_k`, the multi-fidelity score;
+rows `<method>+top<K>`; the search column leaves the re-rank's time out). Writes
 reports/bench/prune_brain4.json (+ .md) after every finished run; finished runs are skipped.
 Every run records its teacher's test accuracy and test-correctness digest; runs from another
 teacher (a rebuilt one is not bitwise the same) are not mixed in: the script stops, or drops them
@@ -49,21 +51,24 @@ METHODS = ("ddpg", "cem", "random", "uniform")
 OUT = RESULTS / "prune_brain4.json"
 
 
-def label(method: str, flops_budget: float = 1.0) -> str:
-    """A run's method label: the FLOPs-aware variant gets its own rows."""
-    return method if flops_budget >= 1.0 else f"{method}+flops{flops_budget}"
+def label(method: str, flops_budget: float = 1.0, top_k: int = 0) -> str:
+    """A run's method label: the FLOPs-aware and the re-ranked variants get their own rows."""
+    flops = f"+flops{flops_budget}" if flops_budget < 1.0 else ""
+    return method + flops + (f"+top{top_k}" if top_k > 0 else "")
 
 
-def candidate_path(method: str, budget: float, seed: int, flops_budget: float = 1.0) -> Path:
+def candidate_path(
+    method: str, budget: float, seed: int, flops_budget: float = 1.0, top_k: int = 0
+) -> Path:
     """Where a search's fine-tuned candidate is kept (the distill benchmark starts from the
     parameter-only DDPG one)."""
-    suffix = "" if flops_budget >= 1.0 else f"_f{flops_budget}"
+    suffix = ("" if flops_budget >= 1.0 else f"_f{flops_budget}") + (f"_k{top_k}" if top_k else "")
     return WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}{suffix}.pt"
 
 
 def candidate_params(method: str, budget: float, seed: int, settings: dict[str, Any]) -> Params:
     """The prune stage's params of one search (`settings`: episodes, finetune_epochs,
-    max_ratio, flops_budget)."""
+    max_ratio, flops_budget, finetune_top_k)."""
     return brain4_params(
         0,  # the fine-tune seed: identical for every candidate
         prune={
@@ -74,6 +79,7 @@ def candidate_params(method: str, budget: float, seed: int, settings: dict[str, 
             "search_seed": seed,
             "compare_baselines": False,
             "agent": {"episodes": settings["episodes"]},
+            "proxy": {"finetune_top_k": settings.get("finetune_top_k", 0)},
             "finetune": {"epochs": settings["finetune_epochs"], "balanced_sampling": True},
         },
     )
@@ -84,7 +90,8 @@ def prune_candidate(method: str, budget: float, seed: int, settings: dict[str, A
     """One search and its fine-tune, saved at `candidate_path`. Same settings on the same
     machine give the same checkpoint."""
     params = candidate_params(method, budget, seed, settings)
-    path = candidate_path(method, budget, seed, settings.get("flops_budget", 1.0))
+    variant = settings.get("flops_budget", 1.0), settings.get("finetune_top_k", 0)
+    path = candidate_path(method, budget, seed, *variant)
     return run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
 
 
@@ -106,6 +113,11 @@ def main() -> None:
         help="< 1: the FLOPs-aware search (prune.flops_budget), reported as its own rows",
     )  # fmt: skip
     parser.add_argument(
+        "--finetune-top-k", type=int, default=0,
+        help="> 0: re-rank the k best candidates by a short fine-tune (prune.proxy."
+        "finetune_top_k), reported as its own rows",
+    )  # fmt: skip
+    parser.add_argument(
         "--drop-other-teachers", action="store_true",
         help="drop finished runs whose teacher is not this machine's (and redo them)",
     )  # fmt: skip
@@ -121,17 +133,18 @@ def main() -> None:
     origin = origin_of({"teacher": teacher}, test)
     results["runs"] = same_teacher_runs(results["runs"], origin, args.drop_other_teachers)
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
-    flops_aware = args.flops_budget < 1.0
+    variant = args.flops_budget, args.finetune_top_k
+    plain = variant == (1.0, 0)
     for budget in args.budgets:
         for seed in args.seeds:
             for method in args.methods:
-                if method == "uniform" and (seed != args.seeds[0] or flops_aware):
-                    continue  # deterministic: one run per budget, and it ignores the reward
-                name = label(method, args.flops_budget)
+                if method == "uniform" and (seed != args.seeds[0] or not plain):
+                    continue  # deterministic: one run per budget; it ignores reward and rank
+                name = label(method, *variant)
                 if (budget, name, seed) in done:
                     print(f"b{budget} {name} seed {seed}: done, skipped")
                     continue
-                path = candidate_path(method, budget, seed, args.flops_budget)
+                path = candidate_path(method, budget, seed, *variant)
                 result = prune_candidate(method, budget, seed, vars(args), prepared, teacher)
                 correct = correctness(path, test)
                 report = result.summary
@@ -140,6 +153,7 @@ def main() -> None:
                     "method": name,
                     "seed": seed,
                     "flops_budget": args.flops_budget,
+                    "finetune_top_k": args.finetune_top_k,
                     "test_acc": float(correct.mean()),
                     "test_correct": correct_string(correct),
                     "proxy_score": report["proxy_score"],
@@ -154,8 +168,8 @@ def main() -> None:
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
                 results["provenance"] = provenance(params, prepared, args.seeds)
-                # the search settings every run shares (seeds and flops_budget are per run)
-                skip = ("force", "drop_other_teachers", "flops_budget", "seeds")
+                # the search settings every run shares (seeds and the variant are per run)
+                skip = ("force", "drop_other_teachers", "flops_budget", "finetune_top_k", "seeds")
                 results["settings"] = {k: v for k, v in vars(args).items() if k not in skip}
                 summarise(results)
                 save_results(OUT, results, markdown(results))

@@ -29,3 +29,15 @@ def test_dropping_keeps_only_this_teachers_runs():
 
 def test_runs_of_this_teacher_pass_untouched():
     assert same_teacher_runs(RUNS[:1], HERE, drop=False) == RUNS[:1]
+
+
+def test_each_search_variant_has_its_own_rows_and_checkpoint():
+    from prune_brain4 import candidate_params, candidate_path, label
+
+    assert label("ddpg") == "ddpg"
+    assert label("ddpg", 0.3, 3) == "ddpg+flops0.3+top3"
+    paths = {candidate_path("ddpg", 0.2, 0, *v) for v in [(1.0, 0), (0.3, 0), (1.0, 3), (0.3, 3)]}
+    assert len(paths) == 4  # no variant overwrites another's fine-tuned candidate
+    settings = {"episodes": 60, "finetune_epochs": 3, "max_ratio": 0.9, "finetune_top_k": 3}
+    prune = candidate_params("random", 0.2, 1, settings).prune
+    assert (prune.proxy.finetune_top_k, prune.flops_budget, prune.search_seed) == (3, 1.0, 1)
