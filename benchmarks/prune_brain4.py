@@ -66,6 +66,12 @@ def candidate_path(
     return WORK / "brain4-64-seed0" / f"pruned_{method}_b{budget}_s{seed}{suffix}.pt"
 
 
+def variant_of(settings: dict[str, Any]) -> tuple[float, int]:
+    """(flops_budget, finetune_top_k) of a run's settings: what `label` and `candidate_path`
+    tell apart."""
+    return settings.get("flops_budget", 1.0), settings.get("finetune_top_k", 0)
+
+
 def candidate_params(method: str, budget: float, seed: int, settings: dict[str, Any]) -> Params:
     """The prune stage's params of one search (`settings`: episodes, finetune_epochs,
     max_ratio, flops_budget, finetune_top_k)."""
@@ -90,8 +96,7 @@ def prune_candidate(method: str, budget: float, seed: int, settings: dict[str, A
     """One search and its fine-tune, saved at `candidate_path`. Same settings on the same
     machine give the same checkpoint."""
     params = candidate_params(method, budget, seed, settings)
-    variant = settings.get("flops_budget", 1.0), settings.get("finetune_top_k", 0)
-    path = candidate_path(method, budget, seed, *variant)
+    path = candidate_path(method, budget, seed, *variant_of(settings))
     return run_prune(params, prepared, teacher, path, RunOptions(f"{path}.resume"))
 
 
@@ -133,7 +138,7 @@ def main() -> None:
     origin = origin_of({"teacher": teacher}, test)
     results["runs"] = same_teacher_runs(results["runs"], origin, args.drop_other_teachers)
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
-    variant = args.flops_budget, args.finetune_top_k
+    variant = variant_of(vars(args))
     plain = variant == (1.0, 0)
     for budget in args.budgets:
         for seed in args.seeds:

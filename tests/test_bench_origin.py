@@ -32,7 +32,7 @@ def test_runs_of_this_teacher_pass_untouched():
 
 
 def test_each_search_variant_has_its_own_rows_and_checkpoint():
-    from prune_brain4 import candidate_params, candidate_path, label
+    from prune_brain4 import candidate_params, candidate_path, label, variant_of
 
     assert label("ddpg") == "ddpg"
     assert label("ddpg", 0.3, 3) == "ddpg+flops0.3+top3"
@@ -41,3 +41,5 @@ def test_each_search_variant_has_its_own_rows_and_checkpoint():
     settings = {"episodes": 60, "finetune_epochs": 3, "max_ratio": 0.9, "finetune_top_k": 3}
     prune = candidate_params("random", 0.2, 1, settings).prune
     assert (prune.proxy.finetune_top_k, prune.flops_budget, prune.search_seed) == (3, 1.0, 1)
+    assert variant_of(settings) == (1.0, 3)
+    assert label("random", *variant_of(settings)) == "random+top3"

@@ -4,6 +4,7 @@ a module of the same name make whichever is imported second load the first one's
 suite then fails or passes depending on test order (it did: benchmarks/common.py shadowed
 stages/common.py)."""
 
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,8 +22,6 @@ def test_no_two_script_folders_share_a_module_name():
 
 
 def test_script_modules_do_not_shadow_the_package_or_the_standard_library():
-    import sys
-
     taken = set(sys.stdlib_module_names) | {"rcskd", "tests"}
     for folder in SCRIPT_FOLDERS:
         assert _module_names(folder) & taken == set(), folder
