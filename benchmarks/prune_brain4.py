@@ -11,7 +11,10 @@ scored on the 1,311 test images. Uniform has no randomness: it runs once per bud
 more than F of the teacher's FLOPs loses the excess from its reward) as its own rows, labelled
 `<method>+flops<F>`, beside the parameter-only ones; `--finetune-top-k K` re-ranks each search's
 K best candidates by a short fine-tune (`prune.proxy.finetune_top_k`, the multi-fidelity score;
-rows `<method>+top<K>`; the search column leaves the re-rank's time out). Writes
+rows `<method>+top<K>`; the search column leaves the re-rank's time out).
+`--finetune-seed-from-search` refits the finished parameter-only candidates with fine-tune seed =
+search seed (uniform's one candidate under every seed), rows `<method>+ftseed`: how much of a
+gap is one fine-tune's luck. Writes
 reports/bench/prune_brain4.json (+ .md) after every finished run; finished runs are skipped.
 Every run records its teacher's test accuracy and test-correctness digest; runs from another
 teacher (a rebuilt one is not bitwise the same) are not mixed in: the script stops, or drops them
@@ -44,10 +47,11 @@ from bench_common import (
 
 from rcskd.config import Params
 from rcskd.data.dataset import load_meta, load_splits
-from rcskd.steps.prune import PruneResult, run_prune
+from rcskd.steps.prune import PruneResult, finetune_ratios, run_prune
 from rcskd.train import RunOptions
 
 METHODS = ("ddpg", "cem", "random", "uniform")
+REFIT = "+ftseed"  # the label suffix of a candidate refitted with fine-tune seed = search seed
 OUT = RESULTS / "prune_brain4.json"
 
 
@@ -72,11 +76,13 @@ def variant_of(settings: dict[str, Any]) -> tuple[float, int]:
     return settings.get("flops_budget", 1.0), settings.get("finetune_top_k", 0)
 
 
-def candidate_params(method: str, budget: float, seed: int, settings: dict[str, Any]) -> Params:
+def candidate_params(
+    method: str, budget: float, seed: int, settings: dict[str, Any], finetune_seed: int = 0
+) -> Params:
     """The prune stage's params of one search (`settings`: episodes, finetune_epochs,
-    max_ratio, flops_budget, finetune_top_k)."""
+    max_ratio, flops_budget, finetune_top_k); the fine-tune seed is the same for every method."""
     return brain4_params(
-        0,  # the fine-tune seed: identical for every candidate
+        finetune_seed,
         prune={
             "budget": budget,
             "max_ratio": settings["max_ratio"],
@@ -123,6 +129,11 @@ def main() -> None:
         "finetune_top_k), reported as its own rows",
     )  # fmt: skip
     parser.add_argument(
+        "--finetune-seed-from-search", action="store_true",
+        help="refit the finished searches' candidates with fine-tune seed = search seed "
+        "(rows <method>+ftseed) instead of searching",
+    )  # fmt: skip
+    parser.add_argument(
         "--drop-other-teachers", action="store_true",
         help="drop finished runs whose teacher is not this machine's (and redo them)",
     )  # fmt: skip
@@ -137,6 +148,9 @@ def main() -> None:
     teacher = brain4_teacher(0)
     origin = origin_of({"teacher": teacher}, test)
     results["runs"] = same_teacher_runs(results["runs"], origin, args.drop_other_teachers)
+    if args.finetune_seed_from_search:
+        refit_candidates(results, vars(args), prepared, teacher, origin)
+        return
     done = {(r["budget"], r["method"], r["seed"]) for r in results["runs"]}
     variant = variant_of(vars(args))
     plain = variant == (1.0, 0)
@@ -172,14 +186,73 @@ def main() -> None:
                     **origin,
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
-                results["provenance"] = provenance(params, prepared, args.seeds)
-                # the search settings every run shares (seeds and the variant are per run)
-                skip = ("force", "drop_other_teachers", "flops_budget", "finetune_top_k", "seeds")
-                results["settings"] = {k: v for k, v in vars(args).items() if k not in skip}
-                summarise(results)
-                save_results(OUT, results, markdown(results))
+                record(results, params, prepared, vars(args))
                 print(f"b{budget} {name} seed {seed}: test acc {correct.mean():.4f}, "
                       f"proxy {report['proxy_score']:.3f}")  # fmt: skip
+
+
+def record(results: dict, params: Params, prepared: Path, settings: dict[str, Any]) -> None:
+    """Provenance, the shared search settings, the summary; then the JSON and Markdown."""
+    results["provenance"] = provenance(params, prepared, settings["seeds"])
+    # the search settings every run shares (seeds and the variant are per run)
+    per_run = ("force", "drop_other_teachers", "flops_budget", "finetune_top_k", "seeds",
+               "finetune_seed_from_search")  # fmt: skip
+    results["settings"] = {k: v for k, v in settings.items() if k not in per_run}
+    summarise(results)
+    save_results(OUT, results, markdown(results))
+
+
+def refit_candidates(
+    results: dict, settings: dict[str, Any], prepared: Path, teacher: Path, origin: dict
+) -> None:
+    """Rows `<method>+ftseed`: the finished parameter-only search of each seed (uniform's one
+    candidate for every seed) fine-tuned again with fine-tune seed = search seed, no search.
+    Seed 0's row is the plain run itself: same candidate, same fine-tune seed, so the same
+    checkpoint (tests/steps checks `finetune_ratios` reproduces the prune step bit for bit)."""
+    test = load_splits(prepared)["test"]
+    finished = {(r["budget"], r["method"], r["seed"]): r for r in results["runs"]}
+    for budget in settings["budgets"]:
+        for seed in settings["seeds"]:
+            for method in settings["methods"]:
+                name = method + REFIT
+                if (budget, name, seed) in finished:
+                    print(f"b{budget} {name} seed {seed}: done, skipped")
+                    continue
+                row = refit_row(finished, budget, method, seed)
+                if seed != 0:
+                    path = candidate_path(method, budget, seed).with_suffix(f".ft{seed}.pt")
+                    params = candidate_params(method, budget, seed, settings, finetune_seed=seed)
+                    fitted, params_ratio, flops_ratio = finetune_ratios(
+                        params, prepared, teacher, row["ratios"], path,
+                        RunOptions(f"{path}.resume"),
+                    )  # fmt: skip
+                    correct = correctness(path, test)
+                    row.update(
+                        test_acc=float(correct.mean()),
+                        test_correct=correct_string(correct),
+                        finetune_val_acc=fitted.summary["val_acc"],
+                        params_ratio=round(params_ratio, 6),
+                        flops_ratio=round(flops_ratio, 6),
+                        **origin,
+                    )
+                results["runs"].append(row)
+                record(results, candidate_params(method, budget, seed, settings), prepared,
+                       settings)  # fmt: skip
+                print(f"b{budget} {name} seed {seed}: test acc {row['test_acc']:.4f}")
+
+
+def refit_row(finished: dict[tuple, dict], budget: float, method: str, seed: int) -> dict:
+    """The `+ftseed` row of (budget, method, seed), before its refit: a copy of the finished
+    search it refits (uniform: its seed-0 run; its search log left out), relabelled."""
+    source = finished.get((budget, method, 0 if method == "uniform" else seed))
+    if source is None:
+        raise SystemExit(
+            f"b{budget} {method} seed {seed}: no finished search to refit; run the benchmark "
+            "without --finetune-seed-from-search first"
+        )
+    row = {k: v for k, v in source.items() if k != "search_history"}
+    row.update(method=method + REFIT, seed=seed, finetune_seed=seed)
+    return row
 
 
 def same_teacher_runs(runs: list[dict], origin: dict[str, Any], drop: bool) -> list[dict]:
@@ -230,7 +303,9 @@ def markdown(results: dict) -> str:
         "Test accuracy mean +- std over search seeds; paired 95% bootstrap interval (2,000 "
         "resamples of the test images) of DDPG minus each method, correctness averaged over "
         "seeds per image. Val acc: the fine-tuned candidate on the validation split (what a "
-        "user choosing between methods would see).",
+        "user choosing between methods would see). Rows `+ftseed`: the same candidates "
+        "fine-tuned with fine-tune seed = search seed (uniform: its one candidate under each "
+        "seed), so a row's spread includes the fine-tune's own.",
         "",
         *teacher_lines(results["runs"]),
         "",

@@ -43,3 +43,24 @@ def test_each_search_variant_has_its_own_rows_and_checkpoint():
     assert (prune.proxy.finetune_top_k, prune.flops_budget, prune.search_seed) == (3, 1.0, 1)
     assert variant_of(settings) == (1.0, 3)
     assert label("random", *variant_of(settings)) == "random+top3"
+
+
+def test_a_refit_row_copies_its_search_and_uniform_refits_its_one_candidate():
+    from prune_brain4 import refit_row
+
+    finished = {
+        (0.5, "ddpg", 2): {
+            "method": "ddpg",
+            "seed": 2,
+            "ratios": {"a": 0.1},
+            "search_history": [1],
+        },
+        (0.5, "uniform", 0): {"method": "uniform", "seed": 0, "ratios": {"a": 0.5}},
+    }
+    row = refit_row(finished, 0.5, "ddpg", 2)
+    assert row == {"method": "ddpg+ftseed", "seed": 2, "finetune_seed": 2, "ratios": {"a": 0.1}}
+    assert finished[(0.5, "ddpg", 2)]["method"] == "ddpg"  # the search's own row is untouched
+    uniform = refit_row(finished, 0.5, "uniform", 3)
+    assert (uniform["seed"], uniform["finetune_seed"], uniform["ratios"]) == (3, 3, {"a": 0.5})
+    with pytest.raises(SystemExit, match="b0.5 cem seed 2: no finished search to refit"):
+        refit_row(finished, 0.5, "cem", 2)

@@ -56,6 +56,19 @@ def _taylor_gradients(
     model.eval()
 
 
+def prime_importance(
+    params: Params,
+    teacher: torch.nn.Module,
+    held: TensorSplit,
+    preprocess: Preprocess,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Give `teacher` what `prune.importance` reads before channels are cut: Taylor importance
+    needs loss gradients on the proxy's held-out images; the others read the weights alone."""
+    if params.prune.importance == "taylor":
+        _taylor_gradients(teacher, held.images, held.labels, preprocess, torch.device(device))
+
+
 def proxy_data(
     params: Params, splits: dict[str, TensorSplit], device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, TensorSplit]:
@@ -96,8 +109,7 @@ def run_search(
         blocks = with_latency(blocks, latency_table)
     units = make_units(blocks, cfg.granularity)
     calib, held = proxy_data(params, splits, device)
-    if cfg.importance == "taylor":
-        _taylor_gradients(teacher, held.images, held.labels, preprocess, device)
+    prime_importance(params, teacher, held, preprocess, device)
     teacher_flops = count_flops(teacher, input_shape)
     total = {
         "params": lambda: count_params(teacher),

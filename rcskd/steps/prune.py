@@ -13,10 +13,11 @@ from rcskd.io import file_digest, run_fingerprint
 from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import load_checkpoint
 from rcskd.prune.apply import prune_blocks
+from rcskd.prune.blocks import find_blocks
 from rcskd.prune.env import unit_ratios_to_blocks
 from rcskd.prune.journal import SearchJournal
 from rcskd.prune.latency import load_latency_table, predicted_ms
-from rcskd.prune.lpb_rl import rerank_with_finetune, run_search
+from rcskd.prune.lpb_rl import prime_importance, proxy_data, rerank_with_finetune, run_search
 from rcskd.roles import PRUNED
 from rcskd.train import (
     DEFAULT_RUN,
@@ -78,35 +79,9 @@ def run_prune(
             params, model, chosen, blocks, units, splits, inputs.preprocess, shape, device
         )
     ratios = unit_ratios_to_blocks(units, unit_ratios)
-    student = prune_blocks(model, blocks, ratios, shape, cfg.importance, cfg.round_to)
-    params_ratio = count_params(student) / count_params(model)
-    flops_ratio = count_flops(student, shape) / count_flops(model, shape)
-    job = TrainJob(
-        cfg=cfg.finetune,
-        seed=params.seed,
-        device=device,
-        fingerprint=run_fingerprint(
-            as_dict(cfg.finetune),
-            ratios,
-            params.seed,
-            teacher_digest,
-            meta["fingerprint"],
-        ),  # fmt: skip
-        desc="prune fine-tune",
-        run=run,
-        sync_batchnorm=params.distributed.sync_batchnorm,
+    result, params_ratio, flops_ratio = finetune_ratios(
+        params, prepared, teacher_path, ratios, model_out, run
     )
-    provenance = {
-        **teacher.provenance,
-        "role": PRUNED.name,
-        "ratios": ratios,
-        "budget": cfg.budget,
-        "resource": cfg.resource,
-    }
-    result = train_and_save(
-        student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, splits, job,
-        model_out, provenance,
-    )  # fmt: skip
     journal.finish()
     achieved = {"params": params_ratio, "flops": flops_ratio}.get(cfg.resource)
     latency = {}
@@ -147,3 +122,59 @@ def run_prune(
         ratios=ratios,
         uniform_ratios=unit_ratios_to_blocks(units, uniform.ratios) if uniform else None,
     )
+
+
+def finetune_ratios(
+    params: Params,
+    prepared: str | Path,
+    teacher_path: str | Path,
+    ratios: dict[str, float],
+    model_out: str | Path,
+    run: RunOptions = DEFAULT_RUN,
+) -> tuple[TrainResult, float, float]:
+    """Prune the teacher by per-block `ratios` (a search's result), fine-tune the student with
+    `prune.finetune` and `seed`, and save it; returns the fine-tune's result and the parameter
+    and FLOPs ratios kept. The prune step's second half, callable without a search (a benchmark
+    refits one candidate under other fine-tune seeds)."""
+    cfg = params.prune
+    teacher = load_checkpoint(teacher_path)
+    meta = load_meta(prepared)
+    teacher.require_classes(meta["classes"])
+    inputs = teacher.require_inputs()
+    shape = inputs.shape
+    model = teacher.model
+    device = resolve_device(params.device)
+    splits = load_splits(prepared)
+    _, held = proxy_data(params, splits, device)
+    prime_importance(params, model, held, inputs.preprocess, device)  # what the search cut by
+    blocks = find_blocks(model, shape)
+    student = prune_blocks(model, blocks, ratios, shape, cfg.importance, cfg.round_to)
+    params_ratio = count_params(student) / count_params(model)
+    flops_ratio = count_flops(student, shape) / count_flops(model, shape)
+    job = TrainJob(
+        cfg=cfg.finetune,
+        seed=params.seed,
+        device=device,
+        fingerprint=run_fingerprint(
+            as_dict(cfg.finetune),
+            ratios,
+            params.seed,
+            file_digest(teacher_path),
+            meta["fingerprint"],
+        ),  # fmt: skip
+        desc="prune fine-tune",
+        run=run,
+        sync_batchnorm=params.distributed.sync_batchnorm,
+    )
+    provenance = {
+        **teacher.provenance,
+        "role": PRUNED.name,
+        "ratios": ratios,
+        "budget": cfg.budget,
+        "resource": cfg.resource,
+    }
+    result = train_and_save(
+        student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, splits, job,
+        model_out, provenance,
+    )  # fmt: skip
+    return result, params_ratio, flops_ratio

@@ -19,7 +19,7 @@ from rcskd.roles import PRUNED, STUDENT, STUDENT_TKD, TEACHER
 from rcskd.steps.distill import run_distill
 from rcskd.steps.evaluate import evaluate_models
 from rcskd.steps.prepare import run_prepare
-from rcskd.steps.prune import run_prune
+from rcskd.steps.prune import finetune_ratios, run_prune
 from rcskd.steps.report import ReportSources, make_report
 from rcskd.steps.teacher import train_teacher
 from rcskd.train import RunOptions
@@ -87,6 +87,26 @@ def test_prune_meets_the_budget_and_keeps_the_input_contract(run_dir):
     assert set(result.ratios) == {f"layer{i}.{j}" for i in (1, 2, 3, 4) for j in (0, 1)}
     assert {row["method"] for row in result.search_history} == {"ddpg", "cem", "random", "uniform"}
     assert not any("test" in key for key in result.summary)
+
+
+def test_finetune_ratios_refits_the_search_result_without_a_search(run_dir, tmp_path):
+    """The prune step's second half alone: the same ratios and seed give the prune step's
+    student bit for bit; another fine-tune seed gives the same shape with other weights."""
+    root, params, results = run_dir
+    pruned = results["prune"]
+    quiet = RunOptions(show_progress=False)
+    same, params_ratio, _ = finetune_ratios(params, root / "prepared", root / "teacher.pt",
+                                            pruned.ratios, tmp_path / "same.pt", quiet)  # fmt: skip
+    assert round(params_ratio, 6) == pruned.summary["achieved_params_ratio"]
+    reference = load_checkpoint(pruned.checkpoint).model.state_dict()
+    refit = load_checkpoint(same.checkpoint).model.state_dict()
+    assert all(torch.equal(reference[k], refit[k]) for k in reference)
+    other = dataclasses.replace(params, seed=1)
+    moved, _, _ = finetune_ratios(other, root / "prepared", root / "teacher.pt", pruned.ratios,
+                                  tmp_path / "seed1.pt", quiet)  # fmt: skip
+    weights = load_checkpoint(moved.checkpoint).model.state_dict()
+    assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in reference.items()}
+    assert not all(torch.equal(reference[k], weights[k]) for k in reference)
 
 
 def test_distillation_chains_from_the_tkd_student_and_saves_no_adapter(run_dir):
