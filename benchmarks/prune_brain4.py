@@ -52,6 +52,7 @@ from rcskd.train import RunOptions
 
 METHODS = ("ddpg", "cem", "random", "uniform")
 REFIT = "+ftseed"  # the label suffix of a candidate refitted with fine-tune seed = search seed
+POOLED = "+all"  # every distinct fine-tune of a method's candidates (plain and refitted)
 OUT = RESULTS / "prune_brain4.json"
 
 
@@ -280,6 +281,23 @@ def summarise(results: dict) -> None:
     references = ("ddpg", *sorted({r["method"] for r in results["runs"]
                                    if r["method"].startswith("ddpg+")}))  # fmt: skip
     results["summary"], results["paired"] = summarise_by_budget(results["runs"], references, means)
+    if any(r["method"].endswith(REFIT) for r in results["runs"]):
+        pooled = summarise_by_budget(pooled_runs(results["runs"]), "ddpg" + POOLED, means)
+        results["pooled"] = {"summary": pooled[0], "paired": pooled[1]}
+
+
+def pooled_runs(runs: list[dict]) -> list[dict]:
+    """Every distinct fine-tune of each parameter-only method, labelled `<method>+all`: its
+    plain runs (fine-tune seed 0) and its `+ftseed` refits of seeds other than 0 (the seed-0
+    refit is the plain run itself); uniform's one candidate under each fine-tune seed."""
+    pooled = []
+    for r in runs:
+        method, _, variant = r["method"].partition("+")
+        plain = variant == "" and method != "uniform"
+        refit = variant == REFIT[1:] and (r["seed"] != 0 or method == "uniform")
+        if plain or refit:
+            pooled.append({**r, "method": method + POOLED})
+    return pooled
 
 
 def teacher_lines(runs: list[dict]) -> list[str]:
@@ -322,12 +340,34 @@ def markdown(results: dict) -> str:
                 f"{m['proxy_mean']:.3f} | "
                 f"{m['params_ratio']:.3f} | {m['flops_ratio']:.3f} | {m['search_s'] / 60:.1f} min |"
             )
+    lines += pooled_lines(results)
     for budget, methods in results["summary"].items():
         for ref in (name for name in methods if name.startswith("ddpg+")):
             cells = [f"{other} {paired_cell(results, budget, f'{ref}-{other}')}"
                      for other in methods if other != ref]  # fmt: skip
             lines += ["", f"Budget {budget}, {ref} minus each: " + "; ".join(cells) + "."]
     return "\n".join(lines) + "\n"
+
+
+def pooled_lines(results: dict) -> list[str]:
+    """The table of every distinct fine-tune pooled per method (when refits exist)."""
+    if "pooled" not in results:
+        return []
+    pooled = results["pooled"]
+    lines = [
+        "",
+        "Every distinct fine-tune pooled per method (plain runs and `+ftseed` refits: 9 per "
+        "search, 5 for uniform); paired interval of DDPG's pool minus each:",
+        "",
+        "| budget | method | fine-tunes | test acc | ddpg minus this (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for budget, methods in pooled["summary"].items():
+        for method, m in methods.items():
+            ci = paired_cell(pooled, budget, f"ddpg{POOLED}-{method}")
+            lines.append(f"| {budget} | {method} | {m['n_seeds']} | {m['test_acc_mean']:.4f} +- "
+                         f"{m['test_acc_std']:.4f} | {ci} |")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

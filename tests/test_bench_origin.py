@@ -64,3 +64,19 @@ def test_a_refit_row_copies_its_search_and_uniform_refits_its_one_candidate():
     assert (uniform["seed"], uniform["finetune_seed"], uniform["ratios"]) == (3, 3, {"a": 0.5})
     with pytest.raises(SystemExit, match="b0.5 cem seed 2: no finished search to refit"):
         refit_row(finished, 0.5, "cem", 2)
+
+
+def test_the_pool_holds_each_distinct_fine_tune_once():
+    from prune_brain4 import pooled_runs
+
+    runs = [
+        {"method": m, "seed": s}
+        for m in ("ddpg", "uniform", "ddpg+flops0.3", "ddpg+ftseed", "uniform+ftseed")
+        for s in ((0,) if m == "uniform" else (0, 1, 2))
+    ]
+    pool = sorted((r["method"], r["seed"]) for r in pooled_runs(runs))
+    # ddpg: seeds 0-2 fine-tuned with seed 0, and seeds 1-2 again with their own (its ftseed
+    # seed 0 is the plain run); uniform: its one candidate under each fine-tune seed; other
+    # variants stay out
+    expected = [("ddpg+all", s) for s in (0, 1, 1, 2, 2)] + [("uniform+all", s) for s in (0, 1, 2)]
+    assert pool == expected
