@@ -220,9 +220,9 @@ def refit_candidates(
                     print(f"b{budget} {name} seed {seed}: done, skipped")
                     continue
                 row = refit_row(finished, budget, method, seed)
+                params = candidate_params(method, budget, seed, settings, finetune_seed=seed)
                 if seed != 0:
                     path = candidate_path(method, budget, seed).with_suffix(f".ft{seed}.pt")
-                    params = candidate_params(method, budget, seed, settings, finetune_seed=seed)
                     fitted, params_ratio, flops_ratio = finetune_ratios(
                         params, prepared, teacher, row["ratios"], path,
                         RunOptions(f"{path}.resume"),
@@ -237,8 +237,7 @@ def refit_candidates(
                         **origin,
                     )
                 results["runs"].append(row)
-                record(results, candidate_params(method, budget, seed, settings), prepared,
-                       settings)  # fmt: skip
+                record(results, params, prepared, settings)
                 print(f"b{budget} {name} seed {seed}: test acc {row['test_acc']:.4f}")
 
 
