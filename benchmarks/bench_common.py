@@ -127,6 +127,12 @@ def correct_string(correct: np.ndarray) -> str:
     return "".join(map(str, correct.tolist()))
 
 
+def test_score(path: Path, split) -> dict[str, Any]:
+    """A run's test fields: accuracy and per-image correctness of the checkpoint at `path`."""
+    correct = correctness(path, split)
+    return {"test_acc": float(correct.mean()), "test_correct": correct_string(correct)}
+
+
 def correct_digest(correct: str) -> str:
     """Short digest of a per-image correctness string."""
     return hashlib.sha256(correct.encode()).hexdigest()[:12]

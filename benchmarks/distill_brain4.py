@@ -36,6 +36,7 @@ from bench_common import (
     provenance,
     save_results,
     summarise_by_budget,
+    test_score,
 )
 from prune_brain4 import OUT as PRUNE_OUT
 from prune_brain4 import candidate_path, prune_candidate
@@ -235,18 +236,16 @@ def main() -> None:
                     check_same_origin(results["runs"], budget, origin[budget])
                 final = train(method, methods[method], budget, seed, args.epochs, start(budget),
                               prepared, teacher, "run")  # fmt: skip
-                correct = correctness(final, test)
+                score = test_score(final, test)
                 results["runs"].append({
                     "budget": budget, "method": method, "seed": seed, "epochs": args.epochs,
-                    "test_acc": float(correct.mean()),
-                    "test_correct": correct_string(correct),
-                    **origin[budget],
+                    **score, **origin[budget],
                 })  # fmt: skip
                 results["provenance"] = provenance(brain4_params(seed), prepared, args.seeds)
                 results["settings"] = {k: v for k, v in vars(args).items() if k != "force"}
                 summarise(results)
                 save_results(OUT, results, markdown(results))
-                print(f"b{budget} {method} seed {seed}: test acc {correct.mean():.4f}")
+                print(f"b{budget} {method} seed {seed}: test acc {score['test_acc']:.4f}")
 
 
 if __name__ == "__main__":

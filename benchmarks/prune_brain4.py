@@ -34,8 +34,6 @@ from bench_common import (
     WORK,
     brain4_params,
     brain4_teacher,
-    correct_string,
-    correctness,
     load_results,
     origin_of,
     paired_cell,
@@ -43,6 +41,7 @@ from bench_common import (
     provenance,
     save_results,
     summarise_by_budget,
+    test_score,
 )
 
 from rcskd.config import Params
@@ -166,7 +165,7 @@ def main() -> None:
                     continue
                 path = candidate_path(method, budget, seed, *variant)
                 result = prune_candidate(method, budget, seed, vars(args), prepared, teacher)
-                correct = correctness(path, test)
+                score = test_score(path, test)
                 report = result.summary
                 results["runs"].append({
                     "budget": budget,
@@ -174,8 +173,7 @@ def main() -> None:
                     "seed": seed,
                     "flops_budget": args.flops_budget,
                     "finetune_top_k": args.finetune_top_k,
-                    "test_acc": float(correct.mean()),
-                    "test_correct": correct_string(correct),
+                    **score,
                     "proxy_score": report["proxy_score"],
                     "best_episode": report["best_episode"],
                     "finetune_val_acc": report["val_acc"],
@@ -188,7 +186,7 @@ def main() -> None:
                 })  # fmt: skip
                 params = candidate_params(method, budget, seed, vars(args))
                 record(results, params, prepared, vars(args))
-                print(f"b{budget} {name} seed {seed}: test acc {correct.mean():.4f}, "
+                print(f"b{budget} {name} seed {seed}: test acc {score['test_acc']:.4f}, "
                       f"proxy {report['proxy_score']:.3f}")  # fmt: skip
 
 
@@ -227,10 +225,8 @@ def refit_candidates(
                         params, prepared, teacher, row["ratios"], path,
                         RunOptions(f"{path}.resume"),
                     )  # fmt: skip
-                    correct = correctness(path, test)
                     row.update(
-                        test_acc=float(correct.mean()),
-                        test_correct=correct_string(correct),
+                        **test_score(path, test),
                         finetune_val_acc=fitted.summary["val_acc"],
                         params_ratio=round(params_ratio, 6),
                         flops_ratio=round(flops_ratio, 6),
@@ -291,9 +287,9 @@ def pooled_runs(runs: list[dict]) -> list[dict]:
     refit is the plain run itself); uniform's one candidate under each fine-tune seed."""
     pooled = []
     for r in runs:
-        method, _, variant = r["method"].partition("+")
-        plain = variant == "" and method != "uniform"
-        refit = variant == REFIT[1:] and (r["seed"] != 0 or method == "uniform")
+        method = r["method"].split("+")[0]
+        plain = r["method"] == method != "uniform"
+        refit = r["method"] == method + REFIT and (r["seed"] != 0 or method == "uniform")
         if plain or refit:
             pooled.append({**r, "method": method + POOLED})
     return pooled

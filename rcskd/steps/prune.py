@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from rcskd.config import Params, as_dict
-from rcskd.data.dataset import load_meta, load_splits
+from rcskd.data.dataset import TensorSplit, load_meta, load_splits
 from rcskd.io import file_digest, run_fingerprint
 from rcskd.metrics.complexity import count_flops, count_params
-from rcskd.models import load_checkpoint
+from rcskd.models import Checkpoint, load_checkpoint
 from rcskd.prune.apply import prune_blocks
 from rcskd.prune.blocks import find_blocks
 from rcskd.prune.env import unit_ratios_to_blocks
@@ -51,15 +51,12 @@ def run_prune(
     `prune.resource: latency`, `latency_table` is the measured table (stages/latency_table.py)."""
     start = time.perf_counter()
     cfg = params.prune
-    teacher = load_checkpoint(teacher_path)
-    meta = load_meta(prepared)
-    teacher.require_classes(meta["classes"])
-    inputs = teacher.require_inputs()
-    splits = load_splits(prepared)
+    loaded = _load(prepared, teacher_path)
+    meta, splits, teacher_digest = loaded.meta, loaded.splits, loaded.teacher_digest
+    inputs = loaded.teacher.require_inputs()
     shape = inputs.shape
-    model = teacher.model
+    model = loaded.teacher.model
     device = resolve_device(params.device)
-    teacher_digest = file_digest(teacher_path)
     table = load_latency_table(latency_table) if cfg.resource == "latency" else None
     search_settings = {k: v for k, v in as_dict(cfg).items() if k != "finetune"}
     journal = SearchJournal.open(
@@ -79,9 +76,8 @@ def run_prune(
             params, model, chosen, blocks, units, splits, inputs.preprocess, shape, device
         )
     ratios = unit_ratios_to_blocks(units, unit_ratios)
-    result, params_ratio, flops_ratio = finetune_ratios(
-        params, prepared, teacher_path, ratios, model_out, run
-    )
+    # the teacher the search cut (and primed for its importance), not a second copy
+    result, params_ratio, flops_ratio = _finetune(params, loaded, ratios, model_out, run)
     journal.finish()
     achieved = {"params": params_ratio, "flops": flops_ratio}.get(cfg.resource)
     latency = {}
@@ -124,6 +120,24 @@ def run_prune(
     )
 
 
+@dataclass
+class _Loaded:
+    """What the prune step reads: the teacher, the prepared data's meta and splits."""
+
+    teacher: Checkpoint
+    meta: dict[str, Any]
+    splits: dict[str, TensorSplit]
+    teacher_digest: str
+
+
+def _load(prepared: str | Path, teacher_path: str | Path) -> _Loaded:
+    """The teacher and the prepared data, checked to share their classes."""
+    teacher = load_checkpoint(teacher_path)
+    meta = load_meta(prepared)
+    teacher.require_classes(meta["classes"])
+    return _Loaded(teacher, meta, load_splits(prepared), file_digest(teacher_path))
+
+
 def finetune_ratios(
     params: Params,
     prepared: str | Path,
@@ -136,17 +150,28 @@ def finetune_ratios(
     `prune.finetune` and `seed`, and save it; returns the fine-tune's result and the parameter
     and FLOPs ratios kept. The prune step's second half, callable without a search (a benchmark
     refits one candidate under other fine-tune seeds)."""
+    loaded = _load(prepared, teacher_path)
+    inputs = loaded.teacher.require_inputs()
+    device = resolve_device(params.device)
+    _, held = proxy_data(params, loaded.splits, device)
+    # what the search primed before cutting (Taylor importance reads gradients)
+    prime_importance(params, loaded.teacher.model, held, inputs.preprocess, device)
+    return _finetune(params, loaded, ratios, model_out, run)
+
+
+def _finetune(
+    params: Params,
+    loaded: _Loaded,
+    ratios: dict[str, float],
+    model_out: str | Path,
+    run: RunOptions,
+) -> tuple[TrainResult, float, float]:
+    """Cut the (primed) teacher by `ratios`, fine-tune and save the student."""
     cfg = params.prune
-    teacher = load_checkpoint(teacher_path)
-    meta = load_meta(prepared)
-    teacher.require_classes(meta["classes"])
+    teacher = loaded.teacher
     inputs = teacher.require_inputs()
     shape = inputs.shape
     model = teacher.model
-    device = resolve_device(params.device)
-    splits = load_splits(prepared)
-    _, held = proxy_data(params, splits, device)
-    prime_importance(params, model, held, inputs.preprocess, device)  # what the search cut by
     blocks = find_blocks(model, shape)
     student = prune_blocks(model, blocks, ratios, shape, cfg.importance, cfg.round_to)
     params_ratio = count_params(student) / count_params(model)
@@ -154,13 +179,13 @@ def finetune_ratios(
     job = TrainJob(
         cfg=cfg.finetune,
         seed=params.seed,
-        device=device,
+        device=resolve_device(params.device),
         fingerprint=run_fingerprint(
             as_dict(cfg.finetune),
             ratios,
             params.seed,
-            file_digest(teacher_path),
-            meta["fingerprint"],
+            loaded.teacher_digest,
+            loaded.meta["fingerprint"],
         ),  # fmt: skip
         desc="prune fine-tune",
         run=run,
@@ -174,7 +199,7 @@ def finetune_ratios(
         "resource": cfg.resource,
     }
     result = train_and_save(
-        student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, splits, job,
-        model_out, provenance,
+        student, CrossEntropy(cfg.finetune.label_smoothing), teacher.spec, inputs, loaded.splits,
+        job, model_out, provenance,
     )  # fmt: skip
     return result, params_ratio, flops_ratio
