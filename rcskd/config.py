@@ -115,6 +115,17 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class MixConfig:
+    """Batch mixing on the training device: mixup (a blend of two images) and CutMix (a box of
+    one pasted into the other), with one lambda ~ Beta(alpha, alpha) per batch (alpha 1: U(0,1))
+    and labels mixed in the same proportion. Seeded like the other augmentation."""
+
+    mode: Literal["off", "mixup", "cutmix", "both"] = "off"  # both: one of the two per batch
+    alpha: float = field(default=1.0, metadata=bounds(0.01, 100.0))
+    prob: float = field(default=1.0, metadata=bounds(0.0, 1.0))  # share of batches mixed
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run (teacher, fine-tune or distillation): the loop's knobs."""
 
@@ -133,8 +144,12 @@ class TrainConfig:
     monitor: Literal["acc", "balanced_acc", "loss"] = "balanced_acc"  # picks the best epoch
     early_stopping: int = field(default=0, metadata=bounds(0))  # patience in epochs; 0 = off
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # auto: bf16 autocast on CUDA that supports it, else fp32 (CPU); fp16 uses a GradScaler
+    mix: MixConfig = field(default_factory=MixConfig)  # off by default
+    # auto: bf16 where the hardware has it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX),
+    # fp16 with a GradScaler on older GPUs, fp32 on other CPUs (rcskd/train/runtime.py)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # auto: channels-last on CUDA and AVX512 CPUs, where convolutions run faster in it
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     compile: bool = False  # torch.compile the model (CUDA; slower start, faster steps)
     # auto: the prepared uint8 cache moves to the training device once when it fits in a quarter
     # of its free memory (always on CPU); else batches are copied from pinned memory

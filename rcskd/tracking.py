@@ -308,6 +308,10 @@ class StageRun:
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tag this run (e.g. the precision `auto` resolved to: a string, not a metric)."""
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         """Copy a file or folder into the run's artifacts."""
         path = Path(path)

@@ -16,12 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from rcskd.config import Params, as_dict, load_params
-from rcskd.distributed import dist_context, init_distributed, launched_by_torchrun
+from rcskd.distributed import (
+    check_process_count,
+    close_distributed,
+    dist_context,
+    init_distributed,
+    launched_by_torchrun,
+    resolve_device,
+)
 from rcskd.errors import run_reporting_errors
 from rcskd.io import check_writable, write_csv_atomic, write_json_atomic
 from rcskd.tracking import StageRun, stage_run
 
 PATH_HELP = "a path this stage reads or writes (dvc.yaml names it)"
+ENGINE_TAGS = ("device", "precision", "channels_last", "world_size", "threads")
 
 
 def stage_parser(description: str | None, *paths: str) -> argparse.ArgumentParser:
@@ -57,11 +65,15 @@ def run_stage(
         check_writable(*outputs)
         nproc = params.distributed.nproc_per_node
         if distributed and nproc > 1 and not launched_by_torchrun():
+            check_process_count(nproc, resolve_device(params.device))
             relaunch.append(_torchrun(nproc))
             return
         if distributed:
-            init_distributed()
-        body(params)
+            init_distributed(resolve_device(params.device))
+        try:
+            body(params)
+        finally:
+            close_distributed()
 
     code = run_reporting_errors(name, run)
     return relaunch[0] if relaunch else code
@@ -87,6 +99,9 @@ class _NoRun:
         pass
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
         pass
 
 
@@ -130,5 +145,7 @@ def write_training(
     write_csv_atomic(curve, result.history)
     write_json_atomic(report, result.summary)
     tracker.log_metrics({"summary": {k: v for k, v in result.summary.items() if k != "spec"}})
+    # how the run trained, as `auto` resolved on this machine (strings: tags, not metrics)
+    tracker.set_tags({k: result.summary[k] for k in ENGINE_TAGS if k in result.summary})
     for path in (report, curve, result.checkpoint, *artifacts):
         tracker.log_artifact(path)

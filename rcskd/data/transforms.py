@@ -8,7 +8,7 @@ resumed run draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,13 +23,23 @@ class Preprocess:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # (mean, std) tensors per device, built once: a new device tensor per call is a host-to-
+    # device copy (a synchronisation on CUDA) at every step
+    _constants: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, images: Tensor) -> Tensor:
         """uint8 (or [0, 1] float) N x C x H x W -> normalised float."""
         x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = self._on(x.device)
         return (x - mean) / std
+
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device not in self._constants:
+            self._constants[device] = (
+                torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                torch.tensor(self.std, device=device).view(1, -1, 1, 1),
+            )
+        return self._constants[device]
 
     def as_dict(self) -> dict[str, list[float]]:
         """Plain data for checkpoints and model cards."""

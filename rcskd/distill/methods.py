@@ -48,3 +48,10 @@ def check_methods(cfg: DistillConfig) -> None:
     """Validate every method in `distill.methods` (a typo fails before any training)."""
     for method in cfg.methods:
         method_terms(method, cfg)
+
+
+def method_ce_weight(terms: list[Term], cfg: DistillConfig) -> float:
+    """The weight of cross-entropy on the labels in a method: `distill.ce_weight`, unless one
+    of its terms sets its own `ce_weight` (function matching trains on the teacher alone)."""
+    own = [t.config.ce_weight for t in terms if getattr(t.config, "ce_weight", None) is not None]
+    return own[0] if own else cfg.ce_weight

@@ -2,7 +2,8 @@
 
 `DistillObjective` runs the frozen teacher (under no_grad, except for the feature gradient that
 TKD-CA needs), the student, and each named loss; it returns the student's logits and the
-weighted terms ("ce" and one per loss), which the loop sums and logs.
+weighted terms ("ce" and one per loss), which the loop sums and logs. Both models forward in
+the engine's autocast dtype; the losses see fp32 copies of their outputs and compute in fp32.
 The teacher is held outside the module tree: it is never optimised, never put in train mode and
 never written into resume checkpoints.
 """
@@ -11,16 +12,21 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from rcskd.config import DistillConfig
+from rcskd.config import DistillConfig, MixConfig
+from rcskd.data.mixing import MixedLabels
 from rcskd.distill.losses import DistillLoss, Shapes, TapShapes
-from rcskd.distill.methods import method_terms
+from rcskd.distill.methods import method_ce_weight, method_terms
 from rcskd.distill.outputs import FeatureTaps, Outputs
 from rcskd.errors import ConfigError
 from rcskd.models.taps import taps as model_taps
 from rcskd.registry import LOSSES
-from rcskd.train.objective import Objective
+from rcskd.train.objective import Objective, label_loss
+from rcskd.train.runtime import fp32_region
+
+# fp16 has 5 exponent bits: d(logit)/d(feature) of a deep tap underflows to zero unless scaled
+# (the GradScaler only scales the training loss, not this inner gradient)
+FP16_GRAD_SCALE = 2.0**10
 
 
 @torch.no_grad()
@@ -48,9 +54,11 @@ class DistillObjective(Objective):
         losses: dict[str, DistillLoss],
         weights: dict[str, float],
         label_smoothing: float = 0.0,
+        mix: MixConfig | None = None,
     ) -> None:
         super().__init__()
         self.losses = nn.ModuleDict(losses)
+        self._mix = mix
         self.weights = dict(weights)  # "ce" and one per loss
         self.label_smoothing = label_smoothing
         for p in teacher.parameters():
@@ -76,34 +84,54 @@ class DistillObjective(Objective):
         self._teacher[0]._apply(fn)
         return super()._apply(fn, recurse)
 
+    @property
+    def mix(self) -> MixConfig | None:
+        """The batch mixing the method asks for (function matching), else None."""
+        return self._mix
+
     def teacher_outputs(self, inputs: Tensor, labels: Tensor) -> Outputs:
-        """Teacher logits and features; with grad taps, d z_target / d feature as well."""
+        """Teacher logits and features; with grad taps, d z_target / d feature as well (fp32)."""
         teacher = self.teacher
         teacher.eval()
         if not self.grad_taps:
             with torch.no_grad():
                 logits = teacher(inputs)
             return Outputs(logits, self.teacher_taps.pop())
+        device = inputs.device.type
+        fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == (
+            torch.float16
+        )
+        outputs = self._teacher_gradients(inputs, labels, FP16_GRAD_SCALE if fp16 else 1.0)
+        if fp16 and not all(torch.isfinite(g).all() for g in outputs.feature_grads.values()):
+            with fp32_region(inputs.device):  # overflowed even so: this batch in fp32
+                outputs = self._teacher_gradients(inputs, labels, 1.0)
+        return outputs
+
+    def _teacher_gradients(self, inputs: Tensor, labels: Tensor, scale: float) -> Outputs:
         with torch.enable_grad():
-            logits = teacher(inputs)
+            logits = self.teacher(inputs)
             features = self.teacher_taps.pop()
             target = labels if self.target == "label" else logits.argmax(1)
-            chosen = logits.gather(1, target[:, None]).sum()
-            grads = torch.autograd.grad(chosen, [features[t] for t in self.grad_taps])
+            chosen = logits.gather(1, target[:, None]).float().sum()
+            grads = torch.autograd.grad(chosen * scale, [features[t] for t in self.grad_taps])
         features = {k: v.detach() for k, v in features.items()}
-        grads_by_tap = {t: g.detach() for t, g in zip(self.grad_taps, grads, strict=True)}
+        grads_by_tap = {
+            t: g.detach().float() / scale for t, g in zip(self.grad_taps, grads, strict=True)
+        }
         return Outputs(logits.detach(), features, grads_by_tap)
 
     def forward(
-        self, model: nn.Module, inputs: Tensor, labels: Tensor
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, mixed: MixedLabels | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         t = self.teacher_outputs(inputs, labels)
         logits = model(inputs)
         s = Outputs(logits, self.student_taps.pop())
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        ce = label_loss(logits, labels, mixed, self.label_smoothing)
         terms = {"ce": self.weights["ce"] * ce}
-        for name, loss in self.losses.items():
-            terms[name] = self.weights[name] * loss(s, t, labels)
+        with fp32_region(inputs.device):
+            s32, t32 = s.float(), t.float()
+            for name, loss in self.losses.items():
+                terms[name] = self.weights[name] * loss(s32, t32, labels)
         return logits, terms
 
     def close(self) -> None:
@@ -122,8 +150,10 @@ def build_objective(
     """The objective of `method` (its terms and weights from `distill.methods`)."""
     terms = method_terms(method, cfg)  # validated before any forward pass
     shapes = probe_shapes(student, teacher, input_shape)
-    losses, weights = {}, {"ce": cfg.ce_weight}
+    losses, weights = {}, {"ce": method_ce_weight(terms, cfg)}
+    mix = None
     for term in terms:
         losses[term.name] = LOSSES.get(term.name).from_config(term.config, shapes)
         weights[term.name] = term.weight
-    return DistillObjective(teacher, student, losses, weights, cfg.train.label_smoothing)
+        mix = mix or losses[term.name].mix
+    return DistillObjective(teacher, student, losses, weights, cfg.train.label_smoothing, mix)

@@ -24,6 +24,14 @@ class Outputs:
     features: dict[str, Tensor] = field(default_factory=dict)
     feature_grads: dict[str, Tensor] = field(default_factory=dict)
 
+    def float(self) -> Outputs:
+        """The same outputs in fp32 (what every loss computes in, whatever the autocast)."""
+        return Outputs(
+            self.logits.float(),
+            {k: v.float() for k, v in self.features.items()},
+            {k: v.float() for k, v in self.feature_grads.items()},
+        )
+
     def feature(self, name: str) -> Tensor:
         """The feature at tap `name`, flattened to (N, D) when it is a pooled vector."""
         value = self.features[name]

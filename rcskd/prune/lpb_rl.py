@@ -35,6 +35,7 @@ from rcskd.prune.search import (
 )
 from rcskd.train import CrossEntropy, build_optimizer
 from rcskd.train.loop import train_one_epoch
+from rcskd.train.runtime import autocast_dtype, use_channels_last
 
 
 def _taylor_gradients(
@@ -95,7 +96,8 @@ def run_search(
     """Every configured search method's result, plus the blocks, units and scoring function.
 
     Candidates are cut on the CPU (Torch-Pruning traces there) and scored on `device`: BN
-    recalibration and the held-out accuracy run where training runs. Every evaluation goes
+    recalibration and the held-out accuracy run where training runs, in the precision and
+    memory format the fine-tune (`prune.finetune`) resolves to there. Every evaluation goes
     through `journal` (a fresh in-memory one by default): a killed search replays it. With
     `prune.resource: latency`, `latency_table` (rcskd.prune.latency) prices the candidates.
     """
@@ -110,6 +112,8 @@ def run_search(
     units = make_units(blocks, cfg.granularity)
     calib, held = proxy_data(params, splits, device)
     prime_importance(params, teacher, held, preprocess, device)
+    dtype = autocast_dtype(cfg.finetune.precision, device)
+    layout = torch.channels_last if use_channels_last(cfg.finetune.memory_format, device) else None
     teacher_flops = count_flops(teacher, input_shape)
     total = {
         "params": lambda: count_params(teacher),
@@ -133,7 +137,8 @@ def run_search(
     def fresh(unit_ratios: dict[str, float]) -> float:
         ratios = unit_ratios_to_blocks(units, unit_ratios)
         candidate = prune_blocks(teacher, blocks, ratios, input_shape, cfg.importance, cfg.round_to)
-        result = proxy_score(candidate.to(device), calib, held, preprocess, device)
+        candidate = candidate.to(device, memory_format=layout or torch.contiguous_format)
+        result = proxy_score(candidate, calib, held, preprocess, device, dtype)
         bar.set_postfix(acc=f"{result['acc']:.3f}", refresh=False)
         if cfg.reward == "accuracy":
             reward = result["acc"]
@@ -192,7 +197,8 @@ def short_finetune_score(
         model, CrossEntropy(), optimizer, subset, cfg.finetune, preprocess, 0, params.seed,
         torch.device(device), show_progress=False, desc="rerank",
     )  # fmt: skip
-    return proxy_score(model, calib, held, preprocess, device)["acc"]
+    dtype = autocast_dtype(cfg.finetune.precision, torch.device(device))
+    return proxy_score(model, calib, held, preprocess, device, dtype)["acc"]
 
 
 def rerank_with_finetune(

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from rcskd.data.dataset import TensorSplit
 from rcskd.data.transforms import Preprocess
 from rcskd.train import predict_logits
+from rcskd.train.runtime import autocast
 
 
 def proxy_subsets(
@@ -40,9 +41,14 @@ def proxy_subsets(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, images: Tensor, preprocess: Preprocess, batch_size: int = 64
+    model: nn.Module,
+    images: Tensor,
+    preprocess: Preprocess,
+    batch_size: int = 64,
+    dtype: torch.dtype | None = None,
 ) -> None:
-    """Re-estimate every BatchNorm's running mean/var as the plain average over `images`."""
+    """Re-estimate every BatchNorm's running mean/var as the plain average over `images`
+    (forward passes under autocast in `dtype`; the statistics stay fp32 buffers)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m, m.momentum) for m in norms]
     for m in norms:
@@ -50,9 +56,11 @@ def recalibrate_batchnorm(
         m.momentum = None  # cumulative average over the calibration batches
     was_training = model.training
     model.train()
+    device = images.device
     try:
-        for i in range(0, len(images), batch_size):
-            model(preprocess(images[i : i + batch_size]))
+        with autocast(device, dtype):
+            for i in range(0, len(images), batch_size):
+                model(preprocess(images[i : i + batch_size]))
     finally:
         for m, momentum in saved:
             m.momentum = momentum
@@ -65,13 +73,15 @@ def proxy_score(
     held: TensorSplit,
     preprocess: Preprocess,
     device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Accuracy and cross-entropy on `held` after BN recalibration on `calib` (modifies model).
 
-    Runs on `device` (the model and the images should already be there).
+    Runs on `device` (the model and the images should already be there), forward passes under
+    autocast in `dtype` (the engine's precision); the scores are computed on the CPU in fp32.
     """
-    recalibrate_batchnorm(model, calib, preprocess)
-    logits = predict_logits(model, held.images, preprocess, device=device)
+    recalibrate_batchnorm(model, calib, preprocess, dtype=dtype)
+    logits = predict_logits(model, held.images, preprocess, device=device, dtype=dtype)
     labels = held.labels.cpu()
     return {
         "acc": float((logits.argmax(1) == labels).float().mean()),

@@ -13,7 +13,6 @@ takes its share of every global batch and DDP averages the gradients; rank 0 alo
 
 from __future__ import annotations
 
-import copy
 import math
 import pickle
 import time
@@ -28,17 +27,19 @@ from torch.nn import functional as F
 
 from rcskd.config import TrainConfig
 from rcskd.data.dataset import TensorSplit
+from rcskd.data.mixing import mix_or_pass, plan_mixing, plan_seed
 from rcskd.data.transforms import Preprocess, augment
-from rcskd.distributed import all_reduce_sum, barrier
+from rcskd.distributed import all_reduce_sum, barrier, broadcast_buffers, broadcast_object
 from rcskd.errors import RcskdError
 from rcskd.io import save_torch_atomic
 from rcskd.metrics.classification import summary_scores
 from rcskd.progress import progress
-from rcskd.train.batches import Batches
+from rcskd.train.batches import Batches, share_weight
 from rcskd.train.objective import Objective
 from rcskd.train.optim import build_optimizer, lr_factor
 from rcskd.train.runtime import (
     Engine,
+    autocast,
     make_engine,
     place_split,
     prepare_model,
@@ -46,7 +47,7 @@ from rcskd.train.runtime import (
     to_device,
 )
 
-RESUME_FORMAT = "rcskd-resume/1"
+RESUME_FORMAT = "rcskd-resume/2"  # 2: records the resolved precision and memory format
 
 
 class TrainingError(RcskdError):
@@ -63,11 +64,21 @@ class FitResult:
     resumed_from: int = 0  # epochs already done when this call started
     stopped_early: bool = False
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)  # device, precision, channels-last
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether `model`'s convolution weights are in channels-last (inputs then follow)."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return (
+        weight is not None
+        and not weight.is_contiguous()
+        and weight.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 @torch.no_grad()
@@ -77,14 +88,23 @@ def predict_logits(
     preprocess: Preprocess,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Logits (CPU, float) of uint8 images in eval mode."""
+    """Logits of uint8 images in eval mode, as float32 on the CPU (the placement rule).
+
+    The forward passes run on `device` under autocast in `dtype` (None: fp32), in the memory
+    format the model is in.
+    """
     model.eval()
     device = torch.device(device)
-    out = [
-        model(preprocess(to_device(images[i : i + batch_size], device))).float()
-        for i in range(0, len(images), batch_size)
-    ]
+    channels_last = is_channels_last(model)
+    out = []
+    with autocast(device, dtype):
+        for i in range(0, len(images), batch_size):
+            x = preprocess(to_device(images[i : i + batch_size], device))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(model(x).float())
     return torch.cat(out).cpu() if out else torch.zeros(0)  # one copy back, not one per batch
 
 
@@ -94,10 +114,12 @@ def evaluate(
     preprocess: Preprocess,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
-    """Cross-entropy, accuracy, balanced accuracy and macro-F1 on a split."""
-    logits = predict_logits(model, split.images, preprocess, batch_size, device)
-    labels = split.labels
+    """Cross-entropy, accuracy, balanced accuracy and macro-F1 on a split (computed on the CPU
+    in fp32, wherever the split and the model live)."""
+    logits = predict_logits(model, split.images, preprocess, batch_size, device, dtype)
+    labels = split.labels.cpu()
     scores = summary_scores(labels.numpy(), logits.argmax(1).numpy(), logits.shape[1])
     return {"loss": float(F.cross_entropy(logits, labels)), **scores}
 
@@ -109,8 +131,10 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, inputs: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.objective(self.model, inputs, labels)
+    def forward(
+        self, inputs: Tensor, labels: Tensor, mixed: Any = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.objective(self.model, inputs, labels, mixed)
 
 
 def train_one_epoch(
@@ -131,7 +155,8 @@ def train_one_epoch(
     """One pass over `split`; returns mean loss, accuracy, each term and the last lr.
 
     `step` (default `TrainStep(model, objective)`) runs the forward pass: under DDP, the wrapped
-    module. The split may live on the device (batches are then indexed there).
+    module. The split may live on the device (batches are then indexed there). Batch mixing
+    (mixup / CutMix) follows the objective's own request, else `cfg.mix`.
     """
     engine = engine or make_engine(cfg, device)
     step = step or TrainStep(model, objective)
@@ -147,6 +172,7 @@ def train_one_epoch(
         aug_generator = torch.Generator(device).manual_seed(_epoch_seed(seed, epoch) + 7 * rank + 3)
     batches = Batches(split, cfg.batch_size, True, cfg.balanced_sampling, generator, rank, world)
     steps = len(batches)
+    mixing = plan_mixing(objective.mix or cfg.mix, steps, plan_seed(_epoch_seed(seed, epoch)))
     sums: dict[str, Tensor] = {}
     correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = torch.zeros((), dtype=torch.float64, device=device)
@@ -155,15 +181,18 @@ def train_one_epoch(
     lr = cfg.lr
     show = show_progress and engine.dist.is_main
     bar = progress(range(steps), f"{desc} epoch {epoch + 1}/{cfg.epochs}", steps, show)
-    for index, (images, labels) in zip(bar, batches, strict=False):
+    for index, (images, labels, global_size) in zip(bar, batches, strict=False):
         images, labels = to_device(images, device), to_device(labels, device)
         x = augment(images.float().div(255.0), cfg.augment, aug_generator)
+        x, mixed = mix_or_pass(x, labels, mixing[index])
+        if mixed is not None:
+            labels = mixed.dominant
         x = engine.inputs(preprocess(x))
         lr = cfg.lr * lr_factor(cfg, epoch * steps + index, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with engine.autocast():
-            logits, terms = step(x, labels)
+            logits, terms = step(x, labels, mixed)
         loss = sum(terms.values())  # the objective weighted its terms
         # remember the first non-finite step (and its terms) without waiting for the device
         bad = (~torch.isfinite(loss.detach())) & (first_bad < 0)
@@ -172,12 +201,15 @@ def train_one_epoch(
             kept = bad_terms.get(name, torch.zeros((), device=device))
             bad_terms[name] = torch.where(bad, value.detach().float(), kept)
         optimizer.zero_grad(set_to_none=True)
+        # DDP averages the processes' gradients: weigh each share so that the average is the
+        # global batch's mean even when the shares differ in size
+        scaled = loss * share_weight(labels.shape[0], global_size, world)
         if engine.scaler is not None:
-            engine.scaler.scale(loss).backward()
+            engine.scaler.scale(scaled).backward()
             engine.scaler.step(optimizer)
             engine.scaler.update()
         else:
-            loss.backward()
+            scaled.backward()
             optimizer.step()
         n = labels.shape[0]
         seen += n
@@ -217,7 +249,7 @@ def _better(monitor: str, value: float, best: float | None) -> bool:
     return value < best if monitor == "loss" else value > best
 
 
-def _load_resume(path: Path, fingerprint: str) -> dict[str, Any] | None:
+def _load_resume(path: Path, fingerprint: str, engine: Engine) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
@@ -228,6 +260,15 @@ def _load_resume(path: Path, fingerprint: str) -> dict[str, Any] | None:
         ) from None
     if payload.get("format") != RESUME_FORMAT or payload.get("fingerprint") != fingerprint:
         return None  # another run's state (params or data changed): start afresh
+    saved = (payload.get("precision"), payload.get("channels_last"))
+    if saved != (engine.precision, engine.channels_last):
+        # the same params resolved differently (another machine): its weights were trained in
+        # another dtype, so continuing would mix two runs
+        print(
+            f"{path}: saved by a {saved[0]} run (channels-last {saved[1]}); this run is "
+            f"{engine.precision} (channels-last {engine.channels_last}): starting afresh"
+        )
+        return None
     return payload
 
 
@@ -250,9 +291,12 @@ def fit(
     """Train `model` (and the objective's own parameters); restore the best epoch on validation.
 
     With `resume_path`, the state after every epoch is saved there and a matching saved state
-    (same `fingerprint`) is picked up, so an interrupted run continues where it stopped. The
-    file is removed when training finishes. `on_epoch` receives each epoch's history row.
-    Under torchrun the model trains data-parallel (DDP); only rank 0 writes the resume file.
+    (same `fingerprint`, precision and memory format) is picked up, so an interrupted run
+    continues where it stopped. The file is removed when training finishes. `on_epoch` receives
+    each epoch's history row. Under torchrun the model trains data-parallel (DDP); every
+    process then holds rank 0's BatchNorm statistics before validation, and rank 0's validation
+    scores decide the best epoch and early stopping for all (no process leaves the loop alone).
+    Only rank 0 writes the resume file.
     """
     start = time.perf_counter()
     engine = make_engine(cfg, device)
@@ -273,10 +317,10 @@ def fit(
     optimizer = build_optimizer(params, cfg)
     history: list[dict[str, float]] = []
     best_value: float | None = None
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = _cpu_state(model)
     best_epoch, stale, first_epoch = 0, 0, 0
     resume = Path(resume_path) if resume_path else None
-    saved = _load_resume(resume, fingerprint) if resume else None
+    saved = _load_resume(resume, fingerprint, engine) if resume else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         objective.load_state_dict(saved["objective"])
@@ -294,14 +338,15 @@ def fit(
                 show_progress, desc, engine=engine, step=step,
             )
         )  # fmt: skip
-        # every process scores the whole validation split with the same weights: they agree
-        scores = evaluate(model, val, preprocess, max(cfg.batch_size, 128), device)
+        broadcast_buffers(model)  # every process now holds rank 0's model
+        scores = evaluate(model, val, preprocess, max(cfg.batch_size, 128), device, engine.dtype)
+        scores = broadcast_object(scores)  # rank 0's scores decide for every process
         row.update({f"val_{k}": v for k, v in scores.items()})
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         if _better(cfg.monitor, scores[cfg.monitor], best_value):
             best_value, best_epoch, stale = scores[cfg.monitor], epoch + 1, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _cpu_state(model)
         else:
             stale += 1
         if on_epoch is not None and engine.dist.is_main:
@@ -313,9 +358,11 @@ def fit(
                 {
                     "format": RESUME_FORMAT,
                     "fingerprint": fingerprint,
+                    "precision": engine.precision,
+                    "channels_last": engine.channels_last,
                     "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "objective": objective.state_dict(),
+                    "model": _cpu_state(model),
+                    "objective": _cpu_state(objective),
                     "optimizer": optimizer.state_dict(),
                     "best_state": best_state,
                     "best_value": best_value,
@@ -340,4 +387,11 @@ def fit(
         resumed_from=first_epoch,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - start,
+        engine=engine.describe(),
     )
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    """A CPU copy of `module`'s state, in the contiguous layout (the placement rule: what is
+    kept or saved lives on the host)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}

@@ -1,30 +1,17 @@
-"""Optimiser, learning-rate schedule and device choice."""
+"""Optimiser and learning-rate schedule (and, re-exported, the device choice)."""
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from rcskd.config import TrainConfig
-from rcskd.errors import ConfigError
+from rcskd.distributed import resolve_device
 
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto" -> CUDA when present, else CPU; "cuda" without a GPU is an error.
-
-    Under torchrun each process takes the GPU of its local rank.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda asked for, but no CUDA device is available; use auto")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return torch.device(name)
+__all__ = ["build_optimizer", "lr_factor", "resolve_device"]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -22,6 +22,7 @@ from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import InputSpec, ModelSpec, save_checkpoint
 from rcskd.train.loop import evaluate, fit
 from rcskd.train.objective import Objective
+from rcskd.train.runtime import autocast_dtype
 
 
 @dataclass
@@ -87,7 +88,11 @@ def train_and_save(
         on_epoch=job.run.on_epoch,
         sync_batchnorm=job.sync_batchnorm,
     )
-    val = evaluate(model, splits["val"], preprocess, max(job.cfg.batch_size, 128), job.device)
+    # the saved model's validation scores, computed as fit scored it (same device and dtype)
+    dtype = autocast_dtype(job.cfg.precision, torch.device(job.device))
+    val = evaluate(
+        model, splits["val"], preprocess, max(job.cfg.batch_size, 128), job.device, dtype
+    )
     model.cpu().eval()
     if dist_context().is_main:  # one checkpoint, however many processes trained it
         provenance = {**provenance, "best_epoch": result.best_epoch}
@@ -103,7 +108,7 @@ def train_and_save(
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from,
-        "device": str(job.device),
+        **result.engine,  # device, precision (what `auto` resolved to), channels-last, threads
         "train_seconds": round(result.seconds, 2),
     }
     return TrainResult(summary, result.history, Path(model_out))

@@ -17,7 +17,7 @@ from rcskd.data.transforms import augment, fit_preprocess
 from rcskd.errors import ConfigError
 from rcskd.train import CrossEntropy, fit
 from rcskd.train.batches import Batches
-from rcskd.train.runtime import autocast_dtype, make_engine, place_split
+from rcskd.train.runtime import autocast_dtype, make_engine, native_bf16, place_split
 from tests.fixtures import quadrant_data
 
 NO_AUG = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0)
@@ -81,7 +81,7 @@ def test_global_batches_are_shared_out_between_processes():
 
     def batches(rank: int, world: int) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(5)
-        return [labels for _, labels in Batches(split, 8, True, False, gen, rank, world)]
+        return [labels for _, labels, _ in Batches(split, 8, True, False, gen, rank, world)]
 
     one = batches(0, 1)
     parts = [batches(r, 2) for r in range(2)]
@@ -102,8 +102,10 @@ def test_bf16_trains_on_the_cpu():
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, fp32 weights
 
 
-def test_precision_auto_is_fp32_on_cpu_and_fp16_needs_cuda():
-    assert autocast_dtype("auto", torch.device("cpu")) is None
+def test_precision_auto_is_bf16_where_the_cpu_has_it_natively_and_fp16_needs_cuda():
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_bf16(torch.device("cpu")) == native
+    assert autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else None)
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         autocast_dtype("fp16", torch.device("cpu"))

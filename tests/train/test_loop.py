@@ -43,10 +43,10 @@ def test_balanced_batches_draw_classes_equally_often():
     labels = torch.tensor([0] * 900 + [1] * 100)
     split = TensorSplit(torch.zeros(1000, 1, 2, 2, dtype=torch.uint8), labels)
     gen = torch.Generator().manual_seed(0)
-    drawn = torch.cat([y for _, y in Batches(split, 100, balanced=True, generator=gen)])
+    drawn = torch.cat([y for _, y, _ in Batches(split, 100, balanced=True, generator=gen)])
     assert len(drawn) == 1000
     assert 0.45 < (drawn == 1).float().mean() < 0.55
-    shuffled = torch.cat([y for _, y in Batches(split, 100, shuffle=True, generator=gen)])
+    shuffled = torch.cat([y for _, y, _ in Batches(split, 100, shuffle=True, generator=gen)])
     assert sorted(shuffled.tolist()) == labels.tolist()  # a permutation
 
 
@@ -196,7 +196,7 @@ class NanAtSecondStep(Objective):
         super().__init__()
         self.calls = 0
 
-    def forward(self, model, inputs, labels):
+    def forward(self, model, inputs, labels, mixed=None):
         self.calls += 1
         logits = model(inputs)
         ce = nn.functional.cross_entropy(logits, labels)

@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rcskd.config import bounds
+from rcskd.config import MixConfig, bounds
 from rcskd.distill.outputs import Outputs
 from rcskd.errors import ConfigError
 
@@ -58,6 +58,7 @@ class DistillLoss(nn.Module):
     taps: tuple[str, ...] = ()
     grad_taps: tuple[str, ...] = ()
     target: str = "label"  # whose class the teacher gradient is taken for (TKD-CA)
+    mix: MixConfig | None = None  # batch mixing the method needs (function matching)
 
     @classmethod
     def from_config(cls, cfg: Any, shapes: Shapes) -> DistillLoss:

@@ -117,7 +117,9 @@ class DKDSGLoss(DistillLoss):
         n_s, n_t = self.nodes(s), self.nodes(t)
         n = len(n_t)
         if n < 2:
-            return n_s.new_zeros(())
+            # no pairs, no graph: zero, but through the adapter, so that it still receives a
+            # (zero) gradient and DDP's reduction finds every parameter on every process
+            return 0.0 * self.adapter(n_s).sum()
         t_norm = F.normalize(n_t, dim=1)
         edges = graph_edges(n, self.knn, t_norm @ t_norm.t())
         g_t = sample_graph(n_t, edges)

@@ -23,8 +23,12 @@ def pairwise_distances(e: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def _normalised_distances(e: Tensor) -> Tensor:
+    """Distances over their mean off-diagonal value (a batch of one has none: all zeros, not
+    the NaN of an empty mean; no boolean indexing, so no host synchronisation)."""
     d = pairwise_distances(e)
-    return d / d[d > 0].mean().clamp_min(1e-12)
+    positive = (d > 0).to(d.dtype)
+    mean = (d * positive).sum() / positive.sum().clamp_min(1.0)
+    return d / mean.clamp_min(1e-12)
 
 
 def _angles(e: Tensor) -> Tensor:
