@@ -120,7 +120,7 @@ class MixConfig:
     one pasted into the other), with one lambda ~ Beta(alpha, alpha) per batch (alpha 1: U(0,1))
     and labels mixed in the same proportion. Seeded like the other augmentation."""
 
-    mode: Literal["off", "mixup", "cutmix", "both"] = "off"  # both: one of the two per batch
+    mode: Literal["none", "mixup", "cutmix", "both"] = "none"  # both: one of the two per batch
     alpha: float = field(default=1.0, metadata=bounds(0.01, 100.0))
     prob: float = field(default=1.0, metadata=bounds(0.0, 1.0))  # share of batches mixed
 
@@ -129,7 +129,7 @@ class MixConfig:
 class TrainConfig:
     """One training run (teacher, fine-tune or distillation): the loop's knobs."""
 
-    epochs: int = field(default=30, metadata=bounds(1))
+    epochs: int = field(default=30, metadata=bounds(0))  # 0: the phase is skipped
     batch_size: int = field(default=64, metadata=bounds(1))
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = field(default=0.002, metadata=bounds(0.0))
@@ -165,6 +165,11 @@ class TeacherConfig:
     width: float = field(default=0.5, metadata=bounds(0.01, 4.0))  # channel multiplier
     pretrained: str = ""  # local torchvision-format state_dict; "" = from scratch
     train: TrainConfig = field(default_factory=TrainConfig)
+    # a second phase from the first phase's best weights (e.g. a short AdamW fine-tune with a
+    # fresh cosine cycle, which lifted the Brain-4 teacher); epochs 0 = one phase only
+    refine: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=0, lr=5e-4, warmup_epochs=0.0)
+    )
 
 
 @dataclass(frozen=True)

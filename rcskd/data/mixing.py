@@ -43,7 +43,7 @@ class BatchMix:
 
 def plan_mixing(cfg: MixConfig, steps: int, seed: int) -> list[BatchMix | None]:
     """One entry per batch of an epoch (None: not mixed), drawn from `seed` alone."""
-    if cfg.mode == "off" or cfg.prob <= 0:
+    if cfg.mode == "none" or cfg.prob <= 0:
         return [None] * steps
     rng = np.random.default_rng(seed)
     plan: list[BatchMix | None] = []

@@ -159,7 +159,7 @@ def train_one_epoch(
     (mixup / CutMix) follows the objective's own request, else `cfg.mix`.
     """
     engine = engine or make_engine(cfg, device)
-    step = step or TrainStep(model, objective)
+    step = step if step is not None else TrainStep(model, objective)
     device = engine.device
     rank, world = engine.dist.rank, engine.dist.world_size
     model.train()
@@ -287,16 +287,18 @@ def fit(
     show_progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     sync_batchnorm: bool = False,
+    observe: Callable[[nn.Module, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train `model` (and the objective's own parameters); restore the best epoch on validation.
 
     With `resume_path`, the state after every epoch is saved there and a matching saved state
     (same `fingerprint`, precision and memory format) is picked up, so an interrupted run
-    continues where it stopped. The file is removed when training finishes. `on_epoch` receives
-    each epoch's history row. Under torchrun the model trains data-parallel (DDP); every
-    process then holds rank 0's BatchNorm statistics before validation, and rank 0's validation
-    scores decide the best epoch and early stopping for all (no process leaves the loop alone).
-    Only rank 0 writes the resume file.
+    continues where it stopped. The file is removed when training finishes. `on_epoch`
+    receives each epoch's history row; `observe` (benchmarks only) the model and the row.
+    Under torchrun the model trains data-parallel (DDP); every process then holds rank 0's
+    BatchNorm statistics before validation, and rank 0's validation scores decide the best
+    epoch and early stopping for all (no process leaves the loop alone). Only rank 0 writes
+    the resume file.
     """
     start = time.perf_counter()
     engine = make_engine(cfg, device)
@@ -351,6 +353,8 @@ def fit(
             stale += 1
         if on_epoch is not None and engine.dist.is_main:
             on_epoch(row)
+        if observe is not None and engine.dist.is_main:
+            observe(model, row)
         done = epoch + 1 == cfg.epochs or (cfg.early_stopping and stale >= cfg.early_stopping)
         if resume and not done and engine.dist.is_main:
             save_torch_atomic(

@@ -42,6 +42,8 @@ class RunOptions:
     resume_path: str | Path | None = None
     on_epoch: Callable[[dict[str, float]], None] | None = None
     show_progress: bool = True
+    # a benchmark's look at the model after each epoch (e.g. a test curve); never a choice
+    observe: Callable[[nn.Module, dict[str, float]], None] | None = None
 
 
 DEFAULT_RUN = RunOptions()  # no resume file, no callback, a progress bar
@@ -86,6 +88,7 @@ def train_and_save(
         desc=job.desc,
         show_progress=job.run.show_progress,
         on_epoch=job.run.on_epoch,
+        observe=job.run.observe,
         sync_batchnorm=job.sync_batchnorm,
     )
     # the saved model's validation scores, computed as fit scored it (same device and dtype)

@@ -76,6 +76,49 @@ def test_teacher_saves_a_typed_checkpoint_and_reports_validation_only(run_dir):
     assert not any("test" in key for key in result.summary)
 
 
+def test_teacher_refine_phase_trains_on_from_the_first_phase_and_resumes_past_it(
+    run_dir, tmp_path, monkeypatch
+):
+    """teacher.refine: a second phase continues from phase 1's best weights with its own
+    schedule; the curve counts epochs on; a run killed in phase 2 does not redo phase 1."""
+    root, params, results = run_dir
+    refine = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "precision": "fp32"}
+    two = params_from_dict({**TINY, "teacher": {**TINY["teacher"], "refine": refine}})
+    seen: list[dict] = []
+    run = RunOptions(tmp_path / "r.pt", on_epoch=seen.append, show_progress=False)
+    result = train_teacher(two, root / "prepared", tmp_path / "t.pt", run)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert [r["phase"] for r in result.history] == [1, 1, 2, 2]
+    assert [r["epoch"] for r in seen] == [1, 2, 3, 4]  # MLflow steps count on too
+    assert result.summary["phases"] == 2 and result.summary["epochs_run"] == 4
+    # phase 1 is the one-phase teacher: same settings, same seed, same first two epochs
+    for mine, alone in zip(result.history[:2], results["teacher"].history, strict=True):
+        assert mine["val_acc"] == alone["val_acc"]
+    assert not list(tmp_path.glob("r.pt*"))  # no resume state left behind
+    # killed in phase 2: the rerun takes phase 1's saved result instead of training it again
+    import rcskd.steps.teacher as teacher_step
+
+    real, calls = teacher_step.train_and_save, []
+
+    def killed_in_phase_2(*args, **kwargs):
+        calls.append(args[5].desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_step, "train_and_save", killed_in_phase_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(two, root / "prepared", tmp_path / "k.pt", run)
+    assert (tmp_path / "r.pt.phase1.done").is_file()
+    calls.clear()
+    monkeypatch.setattr(teacher_step, "train_and_save", lambda *a, **k: calls.append(a[5].desc)
+                        or real(*a, **k))  # fmt: skip
+    again = train_teacher(two, root / "prepared", tmp_path / "k.pt", run)
+    assert calls == ["teacher phase 2"]
+    assert [r["epoch"] for r in again.history] == [1, 2, 3, 4]
+    assert [r["val_acc"] for r in again.history[:2]] == [r["val_acc"] for r in result.history[:2]]
+
+
 def test_prune_meets_the_budget_and_keeps_the_input_contract(run_dir):
     _, params, results = run_dir
     result = results["prune"]

@@ -21,7 +21,8 @@ from rcskd.train.runtime import autocast_dtype, make_engine, native_bf16, place_
 from tests.fixtures import quadrant_data
 
 NO_AUG = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0)
-CFG = TrainConfig(epochs=2, batch_size=8, lr=0.01, warmup_epochs=0.0, augment=NO_AUG,
+# 30 images in batches of 7: two processes get unequal shares (4 + 3) and a last batch of 1 + 1
+CFG = TrainConfig(epochs=2, batch_size=7, lr=0.01, warmup_epochs=0.0, augment=NO_AUG,
                   precision="fp32")  # fmt: skip
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -39,7 +40,7 @@ class NoNormNet(nn.Module):
 
 
 def _data() -> tuple[TensorSplit, TensorSplit]:
-    return quadrant_data(32, 0, size=16), quadrant_data(16, 1, size=16)
+    return quadrant_data(30, 0, size=16), quadrant_data(16, 1, size=16)
 
 
 def _train_one(out: str | None = None) -> dict[str, torch.Tensor]:
@@ -65,7 +66,8 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 
 
 def test_two_gloo_processes_train_the_same_weights_as_one(tmp_path):
-    """Same global batch, each process half of it, gradients averaged by DDP."""
+    """Same global batch, each process its share (unequal: 4 + 3 of 7), each share's loss
+    weighted by its size so that DDP's average is the global batch's mean."""
     out = tmp_path / "ddp.pt"
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
     parallel = torch.load(out, weights_only=True)
@@ -128,3 +130,99 @@ def test_device_augmentation_is_deterministic_for_a_seed(device):
 def test_the_cache_stays_put_on_the_cpu():
     split = quadrant_data(8, 0)
     assert place_split(split, torch.device("cpu")) is split
+
+
+class NormNet(nn.Module):
+    """conv -> BatchNorm -> ReLU -> pool -> linear: per-process batch statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def _disagreeing_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    """Each process's validation says something else (rank 1: always better); early stopping
+    after 1 stale epoch must still stop both at the same epoch, with rank 0's statistics."""
+    import warnings
+
+    from rcskd.train import loop
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    calls = []
+    real = loop.evaluate
+
+    def rank_local(*args, **kwargs):
+        calls.append(1)
+        scores = real(*args, **kwargs)
+        value = 0.9 - 0.1 * len(calls) if rank == 0 else 0.1 * len(calls)
+        return {**scores, "balanced_acc": value}
+
+    loop.evaluate = rank_local
+    try:
+        torch.manual_seed(rank)  # different start: DDP must broadcast rank 0's weights
+        model = NormNet()
+        train, val = _data()
+        cfg = dataclasses.replace(CFG, epochs=6, early_stopping=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fit(model, CrossEntropy(), train, val, cfg, fit_preprocess(train.images),
+                         show_progress=False, sync_batchnorm=True)  # fmt: skip
+        torch.save({"epochs": len(result.history), "best": result.best_epoch,
+                    "state": model.state_dict(),
+                    "warned": any("sync_batchnorm" in str(w.message) for w in caught)},
+                   f"{out}.{rank}")  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_whose_validation_disagrees_stop_together_with_one_model(tmp_path):
+    out = str(tmp_path / "r")
+    context = mp.start_processes(_disagreeing_worker, args=(2, str(tmp_path / "init"), out),
+                                 nprocs=2, join=False, start_method="spawn")  # fmt: skip
+    import time
+
+    deadline = time.time() + 180
+    while not context.join(timeout=5):  # a hang on the final barrier fails, not stalls
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError("the processes did not finish together")
+    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
+    # rank 0's scores decide: best at epoch 1, stale at epoch 2, both stop there
+    assert [r["epochs"] for r in ranks] == [2, 2] and [r["best"] for r in ranks] == [1, 1]
+    for name, value in ranks[0]["state"].items():
+        torch.testing.assert_close(ranks[1]["state"][name], value, atol=0, rtol=0)
+    assert all(r["warned"] for r in ranks)  # SyncBatchNorm needs CUDA: said, not raised
+
+
+def test_batches_count_what_they_yield_for_any_number_of_processes():
+    split = quadrant_data(30, 0, size=8)
+    for world in (1, 2, 3):
+        for rank in range(world):
+            batches = Batches(split, 7, True, False, torch.Generator().manual_seed(1), rank, world)
+            drawn = list(batches)
+            assert len(batches) == len(drawn)
+            assert all(size == min(7, 30 - 7 * k) for k, (_, _, size) in enumerate(drawn))
+    # a last batch of 2 cannot be shared by 3 processes: every one skips it
+    assert len(Batches(split, 7, world=3)) == 4
+
+
+def test_more_processes_than_devices_is_one_clear_error(monkeypatch):
+    import os
+
+    from rcskd.distributed import backend_for, check_process_count
+
+    cpus = os.cpu_count() or 1
+    check_process_count(cpus, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=f"{cpus + 1} processes on cpu.*{cpus} CPU core"):
+        check_process_count(cpus + 1, torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="2 processes on cuda.*1 GPU"):
+        check_process_count(2, torch.device("cuda"))
+    assert backend_for(torch.device("cpu")) == "gloo"
+    assert backend_for(torch.device("cuda", 0)) == "nccl"
