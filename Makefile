@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: install repro brain4 test lint compare plots clean-venv
+.PHONY: install repro brain4 test lint compare plots clean-venv gpu-check gpu-bundle
 
 install: $(STAMP)
 
@@ -31,13 +31,33 @@ brain4: $(STAMP)
 # Experiments side by side: the headline metrics (reports/headline.json) in under 200 columns.
 # Plain `dvc exp show` cannot be that narrow: it always adds every key of params.yaml and one
 # hash column per dependency (see the README, "Comparing experiments").
-COMPARE_COLUMNS := ^(Experiment|Created|budget|achieved\..*|acc\..*|macro_f1\.student|params_M\.student|ms_b1\.student)$$
+COMPARE_COLUMNS := ^(Experiment|Created|budget|shipped|achieved\..*|acc\..*|macro_f1\.shipped|params_M\.shipped|ms_b1\.shipped)$$
 compare: $(STAMP)
 	$(BIN)/dvc exp show --no-pager --drop '.*' --keep '$(COMPARE_COLUMNS)'
 
 # Every declared plot as one offline page (vega inline, .dvc/plots/offline.html) in dvc_plots/.
 plots: $(STAMP)
 	$(BIN)/dvc plots show
+
+# The GPU acceptance check (benchmarks/gpu_check.py): run it on a machine with CUDA, with that
+# machine's own Python (torch with CUDA); a gpu_bundle/ made here by `make gpu-bundle` brings the
+# packages and the tiny prepared data it lacks. Writes reports/bench/gpu_check.json.
+GPU_PYTHON ?= python3
+GPU_BUNDLE := $(if $(wildcard gpu_bundle/wheels),--bundle gpu_bundle,)
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_BUNDLE)
+
+# Where the package index is reachable: the wheels a bare GPU machine lacks (Python 3.12,
+# manylinux) and the tiny phantom prepared here (its generator needs nilearn).
+GPU_WHEELS := torch-pruning==1.6.1 stable-baselines3==2.9.2 gymnasium==1.4.0 cloudpickle \
+	farama-notifications captum==0.9.0 onnx==1.23.1 onnxscript==0.7.2 onnx-ir ml-dtypes \
+	pyyaml==6.0.4 tqdm==4.70.1
+gpu-bundle: $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 \
+		-d gpu_bundle/wheels $(GPU_WHEELS)
+	$(BIN)/python benchmarks/gpu_check.py --prepare-only gpu_bundle/prepared
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --durations=10

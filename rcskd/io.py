@@ -21,7 +21,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rcskd.errors import OutputError
+from rcskd.errors import DataError, OutputError
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file a stage was given; a missing or damaged one is one DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; run the stage that writes it first") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable as JSON ({exc})") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -7,6 +7,7 @@ distillation baseline is not a role: it is named by its method (`distill.baselin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,15 @@ TEACHER = Role("teacher", "teacher")
 PRUNED = Role("pruned", "pruned (LPB-RL + CE fine-tune)")
 STUDENT_TKD = Role("student_tkd", "TKD-CA")
 STUDENT = Role("student", "RC-SKD (TKD-CA -> DKD-SG)")
-STUDENT_INT8 = Role("student_int8", "RC-SKD INT8 (ONNX Runtime)")
+# the student the pipeline ships: the best of its students on validation (the ship stage), a
+# copy of one of them; exported as shipped.onnx / shipped.int8.onnx
+SHIPPED = Role("shipped", "shipped student")
+SHIPPED_INT8 = Role("shipped_int8", "shipped student INT8 (ONNX Runtime)")
 
-# Table order: the reference models first, the baselines between, RC-SKD's own students last.
+# Table order: the reference models first, the baselines between, RC-SKD's own students last,
+# then the deployed INT8 copy of the shipped student.
 FIRST = (TEACHER, PRUNED)
-LAST = (STUDENT_TKD, STUDENT, STUDENT_INT8)
+LAST = (STUDENT_TKD, STUDENT, SHIPPED_INT8)
 ROLES = (*FIRST, *LAST)
 
 # RC-SKD's two distillation stages: method (in `distill.methods`) -> the role it produces.
@@ -38,3 +43,12 @@ def label(name: str) -> str:
         if role.name == name:
             return role.label
     return name
+
+
+def model_name(path: str | Path) -> str:
+    """What a model file is called in reports: `student.pt` -> student, `shipped.int8.onnx` ->
+    shipped_int8 (no dots: DVC reads them as nesting)."""
+    name = Path(path).name
+    for suffix in (".pt", ".onnx"):
+        name = name.removesuffix(suffix)
+    return name.replace(".", "_")

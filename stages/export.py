@@ -1,4 +1,4 @@
-"""DVC stage `export`: the final student -> FP32 ONNX + TorchScript (checked against PyTorch),
+"""DVC stage `export`: the shipped student -> FP32 ONNX + TorchScript (checked against PyTorch),
 INT8 ONNX (calibrated on training images, checked on validation: the stage fails past
 `export.max_int8_drop`), and the model card; evaluate then scores the INT8 model like any other."""
 
@@ -11,7 +11,7 @@ from common import run_stage, stage_parser
 from rcskd.config import as_dict
 from rcskd.export.bundle import export_bundle
 from rcskd.models import load_checkpoint
-from rcskd.roles import STUDENT
+from rcskd.roles import SHIPPED
 from rcskd.tracking import stage_run
 
 
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                 tracker.log_metrics({k: int8[k] for k in ("fp32_val_acc", "int8_val_acc", "drop")})
             tracker.log_artifact(args.out)
             student = load_checkpoint(args.model)
-            tracker.log_model(args.model, student.require_inputs(), STUDENT.name, "rcskd-student")
+            # the registered rcskd-student is the shipped model; its method is a tag
+            tracker.set_tags({"shipped": student.provenance.get("shipped_from", "")})
+            tracker.log_model(args.model, student.require_inputs(), SHIPPED.name, "rcskd-student")
 
     return run_stage("export", args.params, body, outputs=(args.out,))
 

@@ -105,7 +105,8 @@ def test_evaluate_scores_the_int8_model_in_onnxruntime_like_any_model(
 ):
     from rcskd.config import EvaluateConfig, LatencyConfig
     from rcskd.metrics.complexity import count_params
-    from rcskd.steps.evaluate import evaluate_model, model_name
+    from rcskd.roles import model_name
+    from rcskd.steps.evaluate import evaluate_model
 
     out, _ = int8_export
     _, model, _, test = quadrant_checkpoint

@@ -106,29 +106,68 @@ def test_repro_distils_every_method_and_compares_them(repo_copy):
     assert final["inputs"] == tkd["inputs"] and final["inputs"]["classes"]
     assert any(not torch.equal(tkd["state_dict"][k], v) for k, v in final["state_dict"].items())
     metrics = json.loads((dest / "reports" / "metrics.json").read_text())
-    assert {"teacher", "pruned", "student_tkd", "student", "student_int8", *BASELINES} == set(
+    assert {"teacher", "pruned", "student_tkd", "student", "shipped_int8", *BASELINES} == set(
         metrics
     )
     table = (dest / "reports" / "comparison.md").read_text()
     for label in ("teacher", "TKD-CA", "RC-SKD (TKD-CA -> DKD-SG)", "decoupled_kd", "ce_only",
-                  "RC-SKD INT8 (ONNX Runtime)"):  # fmt: skip
+                  "shipped student INT8 (ONNX Runtime)"):  # fmt: skip
         assert f"| {label}" in table
     rows = json.loads((dest / "reports" / "comparison.json").read_text())["models"]
     assert [r["model"] for r in rows][:2] == ["teacher", "pruned"]
-    assert [r["model"] for r in rows][-3:] == ["student_tkd", "student", "student_int8"]
+    assert [r["model"] for r in rows][-3:] == ["student_tkd", "student", "shipped_int8"]
 
 
 def test_repro_exports_the_student_as_fp32_and_int8_onnx_with_a_card(repo_copy):
     dest, _, log = repo_copy
     assert "Running stage 'export'" in log
     export = dest / "models" / "export"
-    summary = json.loads((export / "student.export.json").read_text())
+    summary = json.loads((export / "shipped.export.json").read_text())
     q = summary["exports"]["int8"]
     assert q["calibration_split"] == "train" and q["int8_val_acc"] >= 0
-    assert (export / "student.int8.onnx").stat().st_size < (export / "student.onnx").stat().st_size
-    assert "## INT8 model" in (export / "student.card.md").read_text()
-    details = json.loads((dest / "reports" / "evaluation" / "student_int8.json").read_text())
+    assert (export / "shipped.int8.onnx").stat().st_size < (export / "shipped.onnx").stat().st_size
+    assert "## INT8 model" in (export / "shipped.card.md").read_text()
+    details = json.loads((dest / "reports" / "evaluation" / "shipped_int8.json").read_text())
     assert details["runtime"] == "onnxruntime"
+
+
+def test_the_shipped_student_is_the_validation_best_and_everything_names_it(repo_copy):
+    """ship picks the student with the best validation accuracy (every candidate scored on
+    validation, as the choice rule says); export, the headline, the table, the report and the
+    MLflow registry all name that same model."""
+    dest, env, log = repo_copy
+    assert "Running stage 'ship'" in log
+    selection = json.loads((dest / "reports" / "selection.json").read_text())
+    candidates = {c["model"]: c for c in selection["candidates"]}
+    assert set(candidates) == {"student", "student_tkd", *BASELINES}
+    best = max(candidates.values(), key=lambda c: (c["val_acc"], c["val_balanced_acc"],
+                                                   -c["val_loss"]))  # fmt: skip
+    shipped = selection["shipped"]
+    assert candidates[shipped]["val_acc"] == best["val_acc"]
+    # the shipped checkpoint is that student's weights
+    ship = torch.load(dest / "models" / "shipped.pt", weights_only=True)
+    source = dest / "models" / (f"baselines/{shipped}.pt" if shipped in BASELINES
+                                else f"{shipped}.pt")  # fmt: skip
+    same = torch.load(source, weights_only=True)["state_dict"]
+    assert all(torch.equal(v, same[k]) for k, v in ship["state_dict"].items())
+    assert ship["provenance"]["shipped_from"] == shipped
+    # export, headline, comparison table, report and registry name it
+    card = (dest / "models" / "export" / "shipped.card.md").read_text()
+    assert f"- Shipped: `{shipped}`" in card
+    headline = json.loads((dest / "reports" / "headline.json").read_text())
+    comparison = json.loads((dest / "reports" / "comparison.json").read_text())
+    assert headline["shipped"] == comparison["shipped"] == shipped
+    row = next(r for r in comparison["models"] if r["model"] == shipped)
+    assert row["shipped"] and headline["acc"]["shipped"] == round(row["acc"], 4)
+    assert sum(r["shipped"] for r in comparison["models"]) == 1
+    assert " **(shipped)**" in (dest / "reports" / "comparison.md").read_text()
+    page = (dest / "reports" / "report.html").read_text()
+    assert 'class="shipped"' in page and selection["verdict"].split(" (")[0] in page
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    (version,) = client.search_model_versions("name = 'rcskd-student'")
+    assert client.get_run(version.run_id).data.tags["shipped"] == shipped
 
 
 def test_repro_writes_a_self_contained_report(repo_copy):
@@ -195,14 +234,15 @@ def test_one_parent_run_holds_the_pipeline_and_the_student_is_registered(repo_co
     assert parent.data.params["prune.budget"] == "0.2"
     assert parent.data.params["teacher.train.epochs"] == "2"
     headline = json.loads((dest / "reports" / "headline.json").read_text())
-    assert parent.data.metrics["acc.student"] == headline["acc"]["student"]
+    assert parent.data.metrics["acc.shipped"] == headline["acc"]["shipped"]
     assert parent.data.metrics["budget"] == 0.2
     assert [d.dataset.name for d in parent.inputs.dataset_inputs] == ["prepared-phantom"]
     children = client.search_runs(
         [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     names = {r.info.run_name for r in children}
-    assert {"prepare", "teacher", "prune", "tkd_ca", "dkd_sg", "export", "evaluate"} <= names
+    stages = {"prepare", "teacher", "prune", "tkd_ca", "dkd_sg", "ship", "export", "evaluate"}
+    assert stages <= names
     assert {f"distill_baseline.{m}" for m in BASELINES} <= names
     for name in ("rcskd-student", "rcskd-pruned"):
         (version,) = client.search_model_versions(f"name = '{name}'")
@@ -220,7 +260,7 @@ def test_headline_metrics_are_the_only_dvc_metrics(repo_copy):
     headline = json.loads((dest / "reports" / "headline.json").read_text())
     assert headline["budget"] == 0.2 and set(headline["achieved"]) == {"params", "flops"}
     for metric in ("acc", "bal_acc", "macro_f1", "params_M", "MFLOPs", "ms_b1"):
-        assert set(headline[metric]) == {"teacher", "pruned", "student"}, metric
+        assert set(headline[metric]) == {"teacher", "pruned", "shipped"}, metric
 
 
 def compare_columns() -> str:
@@ -253,7 +293,7 @@ def test_make_compare_shows_three_experiments_in_200_columns(repo_copy):
     lines = [line for line in table.splitlines() if line.strip() and "WARNING" not in line]
     assert max(map(len, lines)) <= 200 and "…" not in table, table
     header = lines[1] if lines[0].strip().startswith("─") else lines[0]
-    for column in ("budget", "achieved.params", "acc.teacher", "acc.student", "ms_b1.student"):
+    for column in ("budget", "achieved.params", "acc.teacher", "acc.shipped", "ms_b1.shipped"):
         assert column in header, header
     assert sum("[" in line for line in lines) == 2  # the two experiments, under the baseline
     assert {"0.2", "0.3", "0.7"} <= set(table.split()), table  # the budget column

@@ -87,7 +87,12 @@ def augment(images: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> T
     contrast = 1 + _uniform(n, cfg.contrast, generator)
     gamma = torch.exp(_uniform(n, cfg.gamma, generator))
 
-    if cfg.rotate_deg or cfg.translate or cfg.scale or cfg.hflip or cfg.vflip:
+    if not (cfg.rotate_deg or cfg.translate or cfg.scale) and (cfg.hflip or cfg.vflip):
+        # flips alone: index, no resampling (a grid_sample per batch is a large share of a
+        # small model's step)
+        x = torch.where(hflip.view(n, 1, 1, 1), x.flip(-1), x)
+        x = torch.where(vflip.view(n, 1, 1, 1), x.flip(-2), x)
+    elif cfg.rotate_deg or cfg.translate or cfg.scale or cfg.hflip or cfg.vflip:
         sx = torch.where(hflip, -1.0, 1.0) / zoom
         sy = torch.where(vflip, -1.0, 1.0) / zoom  # all on the generator's device
         cos, sin = torch.cos(angle), torch.sin(angle)

@@ -17,6 +17,10 @@ from rcskd.metrics.complexity import count_flops, count_params
 from rcskd.models import Checkpoint, load_checkpoint
 from rcskd.report.model_card import model_card
 
+# what the model card repeats of a checkpoint's provenance (pruning; which student shipped)
+PROVENANCE_FACTS = ("ratios", "budget", "resource", "shipped_from", "shipped_val_acc",
+                    "shipped_rule")  # fmt: skip
+
 
 def inference_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
     """What inference needs besides the weights (stored in the ONNX file): the input spec;
@@ -25,6 +29,7 @@ def inference_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "arch": checkpoint.spec.arch,
         "role": checkpoint.provenance.get("role"),
+        "shipped_from": checkpoint.provenance.get("shipped_from"),
         "inputs": inputs.as_dict(),
         "params": count_params(checkpoint.model),
         "flops": count_flops(checkpoint.model, inputs.shape),
@@ -99,7 +104,7 @@ def export_bundle(
         "width": spec.width,
         "params": count_params(model),
         "flops": count_flops(model, inputs.shape),
-        **{k: loaded.provenance.get(k) for k in ("ratios", "budget", "resource")},
+        **{k: loaded.provenance.get(k) for k in PROVENANCE_FACTS},
     }
     exports = {
         "onnx": {"file": onnx_path.name, "opset": opset, "max_abs_diff": onnx_diff,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rcskd.roles import FIRST, LAST, PRUNED, STUDENT, TEACHER, label
+from rcskd.roles import FIRST, LAST, PRUNED, SHIPPED, TEACHER, label
 
 
-def comparison_rows(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model (evaluate reports by name): accuracy (95% CI), F1, size, latency.
+def comparison_rows(
+    reports: dict[str, dict[str, Any]], shipped: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per model (evaluate reports by name): accuracy (95% CI), F1, size, latency;
+    the row of the `shipped` model (the ship stage's choice on validation) says so.
 
     Order: teacher and pruned model first, the baselines in the given order, RC-SKD last.
     """
@@ -30,6 +33,7 @@ def comparison_rows(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "params": m["params"],
             "flops": m["flops"],
             "latency_ms": dict(m["latency_ms"]),
+            "shipped": name == shipped,
         }
         if teacher:
             row["params_ratio"] = m["params"] / teacher["params"]
@@ -56,7 +60,7 @@ def comparison_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
         flops = f" ({r['flops_ratio']:.2f}x)" if "flops_ratio" in r else ""
         low, high = r["acc_ci95"]
         cells = [
-            r["label"],
+            r["label"] + (" **(shipped)**" if r.get("shipped") else ""),
             f"{100 * r['acc']:.1f} ({100 * low:.1f}-{100 * high:.1f})",
             f"{100 * r['balanced_acc']:.1f}",
             f"{100 * r['macro_f1']:.1f}",
@@ -70,7 +74,8 @@ def comparison_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
 
 
 # The models `dvc exp show` compares (the DVC metrics file); every model is in metrics.json.
-HEADLINE_ROLES = (TEACHER, PRUNED, STUDENT)
+# `shipped` is the row of the student the ship stage chose (whichever method made it).
+HEADLINE_ROLES = (TEACHER, PRUNED, SHIPPED)
 # metric -> (row value, digits): short names keep `dvc exp show` columns narrow
 HEADLINE_METRICS = {
     "acc": (lambda r: r["acc"], 4),
@@ -82,14 +87,20 @@ HEADLINE_METRICS = {
 }
 
 
-def headline_metrics(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
-    """What an experiment is compared on: the prune budget, the student's achieved ratios
-    (params and FLOPs of the teacher's), then each headline metric of teacher, pruned model
-    and final student, grouped by metric so that columns read `acc.teacher`, `acc.student`.
-    A metric a model lacks (e.g. latency at batch 1 not measured) is left out."""
+def headline_metrics(
+    rows: list[dict[str, Any]], budget: float, shipped: str | None = None
+) -> dict[str, Any]:
+    """What an experiment is compared on: the prune budget, which student shipped, its
+    achieved ratios (params and FLOPs of the teacher's), then each headline metric of teacher,
+    pruned model and shipped student, grouped by metric so that columns read `acc.teacher`,
+    `acc.shipped`. A metric a model lacks (e.g. latency at batch 1) is left out."""
     by_name = {r["model"]: r for r in rows}
+    if shipped in by_name:
+        by_name[SHIPPED.name] = by_name[shipped]
     out: dict[str, Any] = {"budget": budget}
-    student = by_name.get(STUDENT.name)
+    if shipped is not None:
+        out["shipped"] = shipped
+    student = by_name.get(SHIPPED.name)
     if student and "params_ratio" in student:
         out["achieved"] = {"params": round(student["params_ratio"], 4),
                            "flops": round(student["flops_ratio"], 4)}  # fmt: skip

@@ -41,6 +41,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#22
 h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}section{margin:2em 0;border-top:1px solid #ddd}
 table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:right}td:first-child,th:first-child{text-align:left}tr.rcskd{background:#eef6ee}
+tr.shipped{background:#d8ecff;font-weight:600}
 img{max-width:100%;margin:.3em 0}.grid{display:flex;flex-wrap:wrap;gap:1em}
 .grid figure{margin:0}figcaption{font-size:13px;color:#555}.note{color:#666;font-size:13px}
 """
@@ -60,6 +61,7 @@ class ReportInputs:
     search: list[dict[str, Any]] = field(default_factory=list)
     ratios: dict[str, Any] = field(default_factory=dict)
     pareto: list[dict[str, Any]] = field(default_factory=list)
+    selection: dict[str, Any] = field(default_factory=dict)  # the ship stage's choice
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -127,13 +129,30 @@ def _comparison_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         low, high = r["acc_ci95"]
         klass = ' class="rcskd"' if r["model"] in {role.name for role in LAST} else ""
-        cells = [html.escape(r["label"]), f"{r['acc']:.3f} ({low:.3f}-{high:.3f})",
+        klass = ' class="shipped"' if r.get("shipped") else klass
+        name = r["label"] + (" (shipped)" if r.get("shipped") else "")
+        cells = [html.escape(name), f"{r['acc']:.3f} ({low:.3f}-{high:.3f})",
                  f"{r['balanced_acc']:.3f}", f"{r['macro_f1']:.3f}",
                  f"{r['params'] / 1e6:.3f} M ({r.get('params_ratio', 1):.2f}x)",
                  f"{r['flops'] / 1e6:.1f} M ({r.get('flops_ratio', 1):.2f}x)"]  # fmt: skip
         cells += [f"{r['latency_ms'].get(b, float('nan')):.2f}" for b in batches]
         out.append(f"<tr{klass}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "".join(out) + "</table>"
+
+
+def _shipped_note(selection: dict[str, Any]) -> str:
+    """Which student the pipeline ships and why (chosen on validation, never on test)."""
+    if not selection:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(c['label'])}</td><td>{c['val_acc']:.4f}</td></tr>"
+        for c in selection.get("candidates", [])
+    )
+    return (
+        f"<p><b>{html.escape(selection['verdict'])}</b> Rule: {html.escape(selection['rule'])}."
+        "</p><details><summary>validation accuracy of every candidate</summary><table><tr>"
+        f"<th>student</th><th>validation acc</th></tr>{rows}</table></details>"
+    )
 
 
 def _per_model(inp: ReportInputs, kind: str) -> str:
@@ -172,7 +191,10 @@ def build_report(inp: ReportInputs) -> str:
         "data": ("Data", _data_section(inp)),
         "curves": ("Training curves", curves or "<p class=note>none yet</p>"),
         "search": ("LPB-RL pruning search", search or "<p class=note>no search log</p>"),
-        "comparison": ("Comparison on the test split", _comparison_table(inp.comparison)),
+        "comparison": (
+            "Comparison on the test split",
+            _shipped_note(inp.selection) + _comparison_table(inp.comparison),
+        ),
         "confusion": ("Confusion matrices", _per_model(inp, "confusion")),
         "calibration": ("Reliability diagrams", _per_model(inp, "reliability")),
         "gradcam": ("Grad-CAM (same test images for every model)", _per_model(inp, "gradcam")),

@@ -69,6 +69,14 @@ def model_card(
         "",
         "## Model",
         f"- Architecture: {facts['arch']} (width x{facts['width']}), role: {facts.get('role')}",
+        *(
+            [
+                f"- Shipped: `{facts['shipped_from']}`, the pipeline's best student on validation "
+                f"(accuracy {facts['shipped_val_acc']:.4f}; rule: {facts['shipped_rule']})"
+            ]
+            if facts.get("shipped_from")
+            else []
+        ),  # fmt: skip
         f"- Classes: {', '.join(facts['classes'])}",
         f"- Input: {facts['channels']} x {facts['image_size']} x {facts['image_size']} "
         f"(grey = 1 channel), border-cropped: {facts.get('crop_border', True)}, padded to square, "

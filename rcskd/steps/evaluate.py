@@ -33,6 +33,7 @@ from rcskd.models import load_checkpoint
 from rcskd.models.gradcam import gradcam_maps
 from rcskd.report.comparison import comparison_markdown, comparison_rows
 from rcskd.report.plots import confusion_figure, gradcam_figure, png_bytes, reliability_figure
+from rcskd.roles import model_name
 from rcskd.train import predict_logits, resolve_device
 
 
@@ -42,15 +43,6 @@ def pick_examples(labels: torch.Tensor, per_class: int, n_classes: int) -> list[
     for k in range(n_classes):
         chosen += (labels == k).nonzero().flatten()[:per_class].tolist()
     return chosen
-
-
-def model_name(path: str | Path) -> str:
-    """What a model file is called in reports: `student.pt` -> student, `student.int8.onnx` ->
-    student_int8 (no dots: DVC reads them as nesting)."""
-    name = Path(path).name
-    for suffix in (".pt", ".onnx"):
-        name = name.removesuffix(suffix)
-    return name.replace(".", "_")
 
 
 def _figures(name: str, report: dict[str, Any], bins: dict, classes: list[str]) -> dict[str, bytes]:
@@ -212,9 +204,10 @@ class EvaluateResult:
 
 
 def evaluate_models(
-    params: Params, prepared: str | Path, paths: list[Path], log=print
+    params: Params, prepared: str | Path, paths: list[Path], log=print, shipped: str | None = None
 ) -> EvaluateResult:
-    """Evaluate each checkpoint in `paths` (named by its file stem) on the prepared test split."""
+    """Evaluate each checkpoint in `paths` (named by its file stem) on the prepared test split;
+    the table marks the `shipped` student (the ship stage's choice)."""
     meta = load_meta(prepared)
     test = load_splits(prepared)["test"]
     classes = meta["classes"]
@@ -227,7 +220,7 @@ def evaluate_models(
         result.reports[name] = report
         result.figures.update(figures)
         result.metrics[name] = flat_metrics(report, classes)
-    result.comparison = comparison_rows(result.reports)
+    result.comparison = comparison_rows(result.reports, shipped)
     note = (
         f"Test split ({len(test.labels)} images). Latency: median ms per batch on CPU, "
         f"{params.evaluate.latency.threads} threads (PyTorch eager for .pt checkpoints, "

@@ -67,9 +67,10 @@ def load_inputs(
     images, labels = load_split(sources.prepared, "train")
     picked = [i for k in range(len(meta["classes"])) for i in
               (labels == k).nonzero().flatten()[:per_class].tolist()]  # fmt: skip
-    comparison = []
+    comparison, selection = [], {}
     if sources.comparison and sources.comparison.is_file():
-        comparison = json.loads(sources.comparison.read_text())["models"]
+        evaluated = json.loads(sources.comparison.read_text())
+        comparison, selection = evaluated["models"], evaluated.get("selection", {})
     figures = {}
     if sources.plots and sources.plots.is_dir():
         figures = {p.name: p.read_bytes() for p in sorted(sources.plots.glob("*.png"))}
@@ -86,6 +87,7 @@ def load_inputs(
         sample_labels=labels[picked].tolist(),
         curves={curve_name(p): _read_csv(p) for p in _curve_files(sources.curves)},
         comparison=comparison,
+        selection=selection,
         figures=figures,
         search=search,
         ratios=ratios,

@@ -128,3 +128,14 @@ def test_summary_scores_are_the_training_view_of_the_same_numbers():
         "balanced_acc": pytest.approx(balanced_accuracy(cm)),
         "macro_f1": pytest.approx(macro_f1(cm)),
     }
+
+
+def test_average_ranks_equal_scipy_rankdata_with_ties():
+    from scipy.stats import rankdata
+
+    from rcskd.metrics.clinical import average_ranks
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        values = rng.integers(0, 5, size=int(rng.integers(1, 30))).astype(float)
+        np.testing.assert_allclose(average_ranks(values), rankdata(values))

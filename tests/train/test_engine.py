@@ -226,3 +226,12 @@ def test_more_processes_than_devices_is_one_clear_error(monkeypatch):
         check_process_count(2, torch.device("cuda"))
     assert backend_for(torch.device("cpu")) == "gloo"
     assert backend_for(torch.device("cuda", 0)) == "nccl"
+
+
+def test_flips_alone_are_exact_index_flips():
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    always = AugmentConfig(1.0, 1.0, 0, 0, 0, 0, 0, 0)
+    out = augment(images, always, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, images.flip(-1).flip(-2), atol=0, rtol=0)
+    never = AugmentConfig(0.0, 0.0, 0, 0, 0, 0, 0, 0)
+    torch.testing.assert_close(augment(images, never, torch.Generator()), images, atol=0, rtol=0)
