@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: install repro brain4 test lint compare plots clean-venv gpu-check gpu-bundle
+.PHONY: install repro brain4 test lint compare plots docs clean-venv gpu-check gpu-bundle
 
+# Create .venv (when missing) and install rcskd with its pinned dependencies.
 install: $(STAMP)
 
 # torch==2.13.0 is named in the same pip command as everything else so that no package can pull
@@ -20,11 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "torch==2.13.0"
 	touch $(STAMP)
 
+# Set up, then run the pipeline (dvc repro) on the embedded phantom dataset.
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-# The pipeline on Brain-4 (../shared/data/brain-tumor-mri) as the benchmarks run it, with a
-# teacher clearly stronger than its pruned student: one DVC experiment (long on a CPU).
+# The pipeline on Brain-4 as the benchmarks run it (their chosen teacher recipe, pruning and
+# distillation settings): one DVC experiment, long on a CPU. The dataset is looked for beside
+# the repository (../shared/data/brain-tumor-mri) or at RCSKD_BRAIN4 (docs/data.md).
 brain4: $(STAMP)
 	$(BIN)/python benchmarks/brain4_experiment.py --run
 
@@ -59,12 +62,21 @@ gpu-bundle: $(STAMP)
 		-d gpu_bundle/wheels $(GPU_WHEELS)
 	$(BIN)/python benchmarks/gpu_check.py --prepare-only gpu_bundle/prepared
 
+# The documentation site (site/index.html, offline): the generated pages first (params and
+# command reference, results block, examples), then a strict MkDocs build.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Set up, then run the test suite (the slow tests excluded; CI runs them too).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
+# ruff check and format check of the code, tests, benchmarks and docs tooling.
 lint: $(STAMP)
-	$(BIN)/ruff check rcskd stages tests benchmarks .dvc/plots
-	$(BIN)/ruff format --check rcskd stages tests benchmarks .dvc/plots
+	$(BIN)/ruff check rcskd stages tests benchmarks docs .dvc/plots
+	$(BIN)/ruff format --check rcskd stages tests benchmarks docs .dvc/plots
 
+# Remove the virtualenv (the next command reinstalls).
 clean-venv:
 	rm -rf $(VENV)

@@ -30,7 +30,10 @@ from rcskd.models import load_checkpoint  # noqa: E402
 from rcskd.tracking import git_commit  # noqa: E402
 from rcskd.train import predict_logits  # noqa: E402
 
-BRAIN4 = (REPO.parent / "shared" / "data" / "brain-tumor-mri").resolve()
+# the Kaggle Brain Tumor MRI dataset (docs/data.md): beside the repository, or RCSKD_BRAIN4
+BRAIN4 = Path(
+    os.environ.get("RCSKD_BRAIN4", REPO.parent / "shared" / "data" / "brain-tumor-mri")
+).resolve()
 WORK = REPO / ".bench"
 RESULTS = REPO / "reports" / "bench"
 SPLIT_NOTE = "image-level split (Brain-4 has no patient ids); cross-split duplicates removed"
@@ -75,8 +78,20 @@ def provenance(params: Params, prepared: Path, seeds: list[int]) -> dict[str, An
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "cpu": cpu_name(),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def load_results(path: Path) -> dict[str, Any]:
@@ -97,11 +112,23 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
+FIRST_RECIPE = "sgd20"  # the teacher recipe of the earlier benchmarks (file stem "resnet18")
+
+
+def teacher_file(recipe: str, seed: int) -> Path:
+    """Where teacher_brain4.py keeps the teacher of `recipe` and `seed`."""
+    stem = "resnet18" if recipe == FIRST_RECIPE else recipe.replace("+", "_")
+    return WORK / "brain4-64-seed0" / f"teacher_{stem}_seed{seed}.pt"
+
+
 def brain4_teacher(seed: int = 0) -> Path:
-    """The brain4-64 teacher checkpoint of teacher_brain4.py (run that first)."""
-    path = WORK / "brain4-64-seed0" / f"teacher_resnet18_seed{seed}.pt"
+    """The brain4-64 teacher checkpoint of teacher_brain4.py's chosen recipe (the highest
+    validation accuracy; the first recipe before any other ran): run that benchmark first."""
+    recipe = load_results(RESULTS / "teacher_brain4.json").get("chosen_recipe", FIRST_RECIPE)
+    path = teacher_file(recipe, seed)
     if not path.is_file():
-        sys.exit(f"{path} missing: run `python benchmarks/teacher_brain4.py --seeds {seed}` first")
+        sys.exit(f"{path} missing: run `python benchmarks/teacher_brain4.py --recipe {recipe} "
+                 f"--seeds {seed}` first")  # fmt: skip
     return path
 
 

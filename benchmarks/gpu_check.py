@@ -315,6 +315,7 @@ def environment(device: str) -> dict[str, Any]:
     import platform
 
     import torch
+    from bench_common import cpu_name
 
     from rcskd.tracking import git_commit
     from rcskd.train.runtime import native_bf16
@@ -322,7 +323,7 @@ def environment(device: str) -> dict[str, Any]:
     cuda = device == "cuda"
     return {
         "device": device,
-        "device_name": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name(),
         "gpus": torch.cuda.device_count() if cuda else 0,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

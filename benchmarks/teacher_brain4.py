@@ -23,15 +23,16 @@ from pathlib import Path
 
 import torch
 from bench_common import (
+    FIRST_RECIPE,
     REPO,
     RESULTS,
-    WORK,
     brain4_params,
     load_results,
     mean_std,
     prepared_brain4,
     provenance,
     save_results,
+    teacher_file,
 )
 
 from rcskd.config import EvaluateConfig
@@ -76,15 +77,14 @@ RECIPES: dict[str, dict] = {
         "arch": "resnet18", "width": 1.0, "train": SGD20, "refine": {**ADAMW16, "mix": MIX},
     },
 }  # fmt: skip
-FIRST = "sgd20"  # the recipe of the earlier runs (`runs`)
+FIRST = FIRST_RECIPE  # the recipe of the earlier runs (`runs`)
 TEACHER = RECIPES[FIRST]  # kept for callers of the first recipe
 
 
 def teacher_path(seed: int, recipe: str = FIRST) -> str:
     """Where the benchmark keeps the teacher of `recipe` and `seed` (reused by later
     benchmarks)."""
-    stem = "resnet18" if recipe == FIRST else recipe.replace("+", "_")
-    return str(WORK / "brain4-64-seed0" / f"teacher_{stem}_seed{seed}.pt")
+    return str(teacher_file(recipe, seed))
 
 
 def chosen_recipe(results: dict) -> str:

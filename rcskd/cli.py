@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--model",
         type=Path,
-        default=Path("models/student.pt"),
-        help=".pt checkpoint or exported .onnx",
+        default=Path("models/shipped.pt"),
+        help=".pt checkpoint or exported .onnx (default: the student the pipeline shipped)",
     )
     predict.add_argument("--json", action="store_true", help="JSON instead of a table")
     predict.add_argument(

@@ -18,29 +18,12 @@ def quadrant_checkpoint(tmp_path_factory):
 
     Returns (path, model in eval mode, input spec, test split).
     """
-    import torch
+    from rcskd.models import load_checkpoint
+    from tests.fixtures import quadrant_data, train_quadrant_checkpoint
 
-    from rcskd.config import AugmentConfig, TrainConfig
-    from rcskd.data.intensity import intensity_profile
-    from rcskd.data.transforms import fit_preprocess
-    from rcskd.models import InputSpec, ModelSpec, build_model, save_checkpoint
-    from rcskd.train import CrossEntropy, fit
-    from tests.fixtures import QUADRANT_CLASSES, quadrant_data
-
-    torch.manual_seed(0)
-    train, test = quadrant_data(128, 0, size=32), quadrant_data(40, 1, size=32)
-    pre = fit_preprocess(train.images)
-    spec = ModelSpec("resnet20", 4, 1, 0.25)
-    model = build_model(spec)
-    cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, warmup_epochs=0.5,
-                      augment=AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0))  # fmt: skip
-    fit(model, CrossEntropy(), train, test, cfg, pre, show_progress=False)
-    inputs = InputSpec(QUADRANT_CLASSES, 32, 1, crop_border=False, mean=list(pre.mean),
-                       std=list(pre.std), dicom_window="fixed", dicom_center=1686.0,
-                       dicom_width=3624.0, source="imagefolder",
-                       intensity=intensity_profile(train.images))  # fmt: skip
-    path = tmp_path_factory.mktemp("quadrant") / "student.pt"
-    save_checkpoint(path, model, spec, inputs, {"role": "student"})
+    path = train_quadrant_checkpoint(tmp_path_factory.mktemp("quadrant") / "student.pt")
+    checkpoint = load_checkpoint(path)
+    model, inputs, test = checkpoint.model, checkpoint.require_inputs(), quadrant_data(40, 1, 32)
     return path, model.eval(), inputs, test
 
 

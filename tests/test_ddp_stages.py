@@ -22,9 +22,24 @@ from tests.repo_copy import merge, run
 pytestmark = pytest.mark.slow
 
 
+# What makes a 2-process run comparable with a 1-process one: batch statistics over all processes
+# (`sync_batchnorm`; with per-process statistics the gradients of this tiny model differ
+# completely), plain SGD (Adam's first steps move every weight by about lr whatever the size of
+# its gradient) and no augmentation (each process draws it from its own stream). What is left is
+# float rounding and, for DKD-SG, the sample graph, built per process over its share.
+COMPARABLE = {
+    "distributed": {"sync_batchnorm": True},
+    "distill": {"train": {"optimizer": "sgd", "momentum": 0.0, "lr": 0.05,
+                          "augment": {k: 0.0 for k in ("hflip", "vflip", "rotate_deg",
+                                                       "translate", "scale", "brightness",
+                                                       "contrast", "gamma")}}},
+}  # fmt: skip
+
+
 def _params(dest, tmp_path, nproc: int):
     params = yaml.safe_load((dest / "params.yaml").read_text())
     merge(params, {"distributed": {"nproc_per_node": nproc}})
+    merge(params, COMPARABLE)
     path = tmp_path / f"params{nproc}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -56,12 +71,13 @@ def _state(path) -> dict:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def _compare(start_path, one_dir, two_dir, min_cosine: float) -> None:
+def _compare(start_path, one_dir, two_dir, min_cosine: float | None) -> None:
     start, one, two = _state(start_path), _state(one_dir / "m.pt"), _state(two_dir / "m.pt")
     assert {k: v.shape for k, v in one.items()} == {k: v.shape for k, v in two.items()}
     assert not all(torch.equal(two[k], start[k]) for k in start)  # it trained
-    cosine = _update_cosine(start, one, two)
-    assert cosine > min_cosine, cosine
+    if min_cosine is not None:
+        cosine = _update_cosine(start, one, two)
+        assert cosine > min_cosine, cosine
     report_one = json.loads((one_dir / "m.json").read_text())
     report_two = json.loads((two_dir / "m.json").read_text())
     assert report_two["world_size"] == 2 and report_one["world_size"] == 1
@@ -73,11 +89,13 @@ def test_tkd_ca_then_dkd_sg_on_two_processes_match_one_process(smoke_repo, tmp_p
     dest, env, _ = smoke_repo
     one, _ = _distill(dest, env, tmp_path, "tkd_ca", "models/pruned.pt", 1)
     two, log = _distill(dest, env, tmp_path, "tkd_ca", "models/pruned.pt", 2)
-    _compare(dest / "models/pruned.pt", one, two, 0.9)
-    # DKD-SG from the same TKD-CA student, on one and on two processes
+    _compare(dest / "models/pruned.pt", one, two, 0.95)  # measured here: 0.987
+    # DKD-SG from the same TKD-CA student, on one and on two processes: each process builds the
+    # sample graph over its own share (4 of 8 samples here), a different loss from one graph of 8
+    # (docs/gpus.md), so the updates are not compared; the rest is
     one_sg, _ = _distill(dest, env, tmp_path, "dkd_sg", str(one / "m.pt"), 1)
     two_sg, _ = _distill(dest, env, tmp_path, "dkd_sg", str(one / "m.pt"), 2)
-    _compare(one / "m.pt", one_sg, two_sg, 0.9)
+    _compare(one / "m.pt", one_sg, two_sg, None)
 
 
 def test_prune_stage_on_two_processes_searches_once_and_fine_tunes_like_one(smoke_repo, tmp_path):

@@ -22,7 +22,6 @@ elsewhere. Under `torchrun` the engine carries the process's rank and world size
 
 from __future__ import annotations
 
-import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from rcskd.config import TrainConfig
 from rcskd.data.dataset import TensorSplit
 from rcskd.distributed import DistContext, dist_context
 from rcskd.errors import ConfigError
+from rcskd.train.sync_bn import ProcessGroupBatchNorm2d
 
 DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -172,50 +172,37 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def prepare_model(model: nn.Module, engine: Engine, sync_batchnorm: bool = False) -> nn.Module:
-    """Move `model` to the engine's device and memory format; SyncBatchNorm when asked.
-
-    SyncBatchNorm needs an accelerator (PyTorch raises on CPU tensors): on the CPU each process
-    keeps its own batch statistics, with a warning.
-    """
+    """Move `model` to the engine's device and memory format; batch statistics over all
+    processes when asked: PyTorch's SyncBatchNorm on accelerators, `ProcessGroupBatchNorm2d` on
+    the CPU (PyTorch's has no CPU kernels)."""
     model.to(engine.device)
     if engine.channels_last:
         model.to(memory_format=torch.channels_last)
     if sync_batchnorm and engine.dist.active:
-        if engine.device.type == "cpu":
-            warnings.warn(
-                "distributed.sync_batchnorm needs CUDA; on the CPU each process keeps its own "
-                "batch statistics",
-                stacklevel=2,
-            )
-        else:
-            _swap_batchnorm(model, to_sync=True)
+        synced = ProcessGroupBatchNorm2d if engine.device.type == "cpu" else nn.SyncBatchNorm
+        _swap_batchnorm(model, nn.BatchNorm2d, synced)
     return model
 
 
 def release_model(model: nn.Module) -> nn.Module:
-    """Undo what only training needed (SyncBatchNorm, channels-last), so the model saves as it
-    was built."""
-    _swap_batchnorm(model, to_sync=False)
+    """Undo what only training needed (synchronised batch norms, channels-last), so the model
+    saves as it was built."""
+    for synced in (nn.SyncBatchNorm, ProcessGroupBatchNorm2d):
+        _swap_batchnorm(model, synced, nn.BatchNorm2d)
     model.to(memory_format=torch.contiguous_format)
     return model
 
 
-def _swap_batchnorm(model: nn.Module, to_sync: bool) -> None:
-    """Replace BatchNorm2d <-> SyncBatchNorm in place, sharing parameters and buffers."""
-    source = nn.BatchNorm2d if to_sync else nn.SyncBatchNorm
+def _swap_batchnorm(model: nn.Module, source: type, target: type) -> None:
+    """Replace every `source` batch norm by a `target` one in place, sharing parameters and
+    buffers."""
     for name, module in list(model.named_modules()):
         if type(module) is not source:
             continue
-        if to_sync:
-            new = nn.SyncBatchNorm(
-                module.num_features, module.eps, module.momentum, module.affine,
-                module.track_running_stats,
-            )  # fmt: skip
-        else:
-            new = nn.BatchNorm2d(
-                module.num_features, module.eps, module.momentum, module.affine,
-                module.track_running_stats,
-            )  # fmt: skip
+        new = target(
+            module.num_features, module.eps, module.momentum, module.affine,
+            module.track_running_stats,
+        )  # fmt: skip
         new.weight, new.bias = module.weight, module.bias
         for buffer in ("running_mean", "running_var", "num_batches_tracked"):
             setattr(new, buffer, getattr(module, buffer))

@@ -1,0 +1,275 @@
+"""Benchmark: patient distillation (brain4-64): every method at 4, 16 and 64 epochs.
+
+    python benchmarks/patient_brain4.py --plan        # what is done and what is left
+    python benchmarks/patient_brain4.py               # run what is left, smallest budget first
+    python benchmarks/patient_brain4.py --budgets 0.05 --lengths 64 --seeds 1 2
+
+The teacher is the chosen recipe of teacher_brain4.py (`brain4_teacher`). Per budget, one
+pruned start (the prune step's DDPG search, search seed 0, 60 candidates, a 3-epoch balanced
+fine-tune) is shared by every method; at the smallest budget one extra row starts from the
+uniformly pruned student (ce_only at the longest length), which measures what the search adds.
+Budgets: 0.2 (max_ratio 0.9), and 0.05, which leaves under 0.6M parameters (max_ratio 0.99:
+only block-internal channels are pruned, and 0.9 cannot go below 0.115 of ResNet-18).
+Methods (params.yaml `distill.methods`): ce_only, kd, tkd_ca, rc_skd_joint, rc_skd (TKD-CA for
+half the epochs, then DKD-SG from it for the other half) and function_matching; the same
+optimizer (AdamW 5e-4, cosine over the run's epochs), augmentation, balanced sampling, start and
+seeds for all. Lengths 4, 16, 64 at seed 0 (the patience curves), then seeds 1 and 2 at the
+longest. Each run records its validation and test accuracy after every epoch (the test column is
+measured, never used to choose), the final test correctness per image (paired bootstrap
+intervals against ce_only and KD at the longest length), the dtype and the digests of the
+teacher and the start. Resumable: finished runs are kept in reports/bench/patient_brain4.json
+and skipped; an interrupted run resumes from its last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_common import (
+    REPO,
+    RESULTS,
+    WORK,
+    brain4_params,
+    brain4_teacher,
+    load_results,
+    mean_std,
+    origin_of,
+    paired_interval,
+    prepared_brain4,
+    provenance,
+    save_results,
+    test_score,
+)
+
+from rcskd.config import load_params
+from rcskd.data.dataset import load_splits
+from rcskd.metrics.complexity import count_params
+from rcskd.models import load_checkpoint
+from rcskd.steps.distill import run_distill
+from rcskd.steps.prune import run_prune
+from rcskd.train import RunOptions, evaluate
+from rcskd.train.runtime import autocast_dtype
+
+OUT = RESULTS / "patient_brain4.json"
+HERE = WORK / "brain4-64-seed0" / "patient"
+METHODS = ("ce_only", "kd", "tkd_ca", "rc_skd_joint", "rc_skd", "function_matching")
+LENGTHS = (4, 16, 64)
+SEEDS = (0, 1, 2)
+BUDGETS = {0.05: 0.99, 0.2: 0.9}  # budget -> prune.max_ratio
+TRAIN = {"batch_size": 64, "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05,
+         "schedule": "cosine", "warmup_epochs": 0.0, "balanced_sampling": True,
+         "monitor": "balanced_acc"}  # fmt: skip
+DEFINED = load_params(REPO / "params.yaml").distill.methods
+
+
+def stages(method: str) -> list[tuple[str, float]]:
+    """(params.yaml method, share of the epochs) run one after the other."""
+    if method == "rc_skd":
+        return [("tkd_ca", 0.5), ("dkd_sg", 0.5)]
+    return [(method, 1.0)]
+
+
+def start_path(budget: float, kind: str) -> Path:
+    """The pruned start of `budget`: the DDPG search's (kind "ddpg") or uniform pruning's."""
+    path = HERE / f"start_{kind}_b{budget}.pt"
+    if path.is_file():
+        return path
+    prune = {"budget": budget, "max_ratio": BUDGETS[budget], "search": kind,
+             "compare_baselines": False, "search_seed": 0, "agent": {"episodes": 60},
+             "finetune": {"epochs": 3, "balanced_sampling": True}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = prepared_brain4(brain4_params(0))
+    run_prune(brain4_params(0, prune=prune), prepared, brain4_teacher(0), path,
+              RunOptions(f"{path}.resume"))  # fmt: skip
+    return path
+
+
+class Curve:
+    """Validation and test accuracy after every epoch (observes; chooses nothing)."""
+
+    def __init__(self, test, preprocess, dtype, offset: int = 0) -> None:
+        self.test, self.preprocess, self.dtype, self.offset = test, preprocess, dtype, offset
+        self.rows: list[dict[str, float]] = []
+
+    def __call__(self, model, row: dict) -> None:
+        acc = evaluate(model, self.test, self.preprocess, 256, "cpu", self.dtype)["acc"]
+        self.rows.append({"epoch": self.offset + len(self.rows) + 1, "val_acc": row["val_acc"],
+                          "test_acc": acc})  # fmt: skip
+        model.train()
+
+
+def run_one(method: str, budget: float, epochs: int, seed: int, kind: str) -> dict[str, Any]:
+    """Train one method from the budget's start; the run's record."""
+    prepared = prepared_brain4(brain4_params(0))
+    splits = load_splits(prepared)
+    teacher, start = brain4_teacher(0), start_path(budget, kind)
+    path, curve = start, []
+    precision = "auto"
+    for k, (name, share) in enumerate(stages(method)):
+        stage_epochs = max(1, round(epochs * share))
+        params = brain4_params(seed, distill={
+            "train": {**TRAIN, "epochs": stage_epochs},
+            "methods": {name: DEFINED[name]},
+        })  # fmt: skip
+        precision = params.distill.train.precision
+        out = HERE / f"{method}_{k}_b{budget}_e{epochs}_s{seed}_{kind}.pt"
+        preprocess = load_checkpoint(path).require_inputs().preprocess
+        observer = Curve(splits["test"], preprocess,
+                         autocast_dtype(precision, torch.device("cpu")), len(curve))  # fmt: skip
+        result = run_distill(params, name, prepared, teacher, path, out,
+                             RunOptions(f"{out}.resume", observe=observer))  # fmt: skip
+        curve += observer.rows if len(observer.rows) == stage_epochs else []
+        path = out
+        summary = result.summary
+    return {
+        "method": method, "budget": budget, "epochs": epochs, "seed": seed, "start": kind,
+        **test_score(path, splits["test"]),
+        "val_acc": summary["val_acc"], "params_M": count_params(load_checkpoint(path).model) / 1e6,
+        "dtype": summary["precision"], "channels_last": summary["channels_last"],
+        "threads": summary["threads"], "train_seconds": summary["train_seconds"],
+        "curve": curve,
+        **origin_of({"teacher": teacher, "start": start}, splits["test"]),
+    }  # fmt: skip
+
+
+def plan(budgets, lengths, seeds, methods) -> list[tuple[str, float, int, int, str]]:
+    """(method, budget, epochs, seed, start) in running order: per budget (smallest first) the
+    patience curves at seed 0, the uniform-start row, then the other seeds at the longest."""
+    longest = max(lengths)
+    todo = []
+    for budget in sorted(budgets):
+        if 0 in seeds:
+            todo += [(m, budget, e, 0, "ddpg") for e in sorted(lengths) for m in methods]
+            if budget == min(budgets) and "ce_only" in methods:
+                todo.append(("ce_only", budget, longest, 0, "uniform"))
+        todo += [(m, budget, longest, s, "ddpg") for s in seeds if s != 0 for m in methods]
+    return todo
+
+
+def summarise(results: dict[str, Any]) -> None:
+    """The `summary` list (one entry per method, budget, epochs, start) and paired intervals
+    at each budget's longest length (per-image correctness averaged over the shared seeds)."""
+    runs = results["runs"]
+    keys = sorted({(r["budget"], r["method"], r["epochs"], r["start"]) for r in runs})
+    summary = []
+    for budget, method, epochs, kind in keys:
+        mine = [r for r in runs if (r["budget"], r["method"], r["epochs"], r["start"]) ==
+                (budget, method, epochs, kind)]  # fmt: skip
+        mean, std = mean_std([r["test_acc"] for r in mine])
+        summary.append({"method": method, "budget": budget, "params_M": mine[0]["params_M"],
+                        "epochs": epochs, "n_seeds": len(mine), "test_acc_mean": mean,
+                        "test_acc_std": std, "start": kind,
+                        "val_acc_mean": mean_std([r["val_acc"] for r in mine])[0]})  # fmt: skip
+    results["summary"] = summary
+    paired: dict[str, dict[str, Any]] = {}
+    for budget in sorted({r["budget"] for r in runs}):
+        mine = [r for r in runs if r["budget"] == budget and r["start"] == "ddpg"]
+        longest = max(r["epochs"] for r in mine)
+        at = [r for r in mine if r["epochs"] == longest]
+        seeds = set.intersection(*({r["seed"] for r in at if r["method"] == m}
+                                   for m in {r["method"] for r in at}))  # fmt: skip
+        correct = {}
+        for method in sorted({r["method"] for r in at}):
+            rows = [r for r in at if r["method"] == method and r["seed"] in seeds]
+            correct[method] = np.mean([[int(c) for c in r["test_correct"]] for r in rows], 0)
+        for ref in ("ce_only", "kd"):
+            for method, values in correct.items():
+                if ref in correct and method != ref:
+                    diff, ci = paired_interval(values, correct[ref])
+                    paired.setdefault(str(budget), {})[f"{method}-{ref}"] = {
+                        "mean_diff": diff,
+                        "ci95": ci,
+                        "epochs": longest,
+                        "seeds": sorted(seeds),
+                    }
+    results["paired"] = paired
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Patient distillation (brain4-64): test accuracy against epochs",
+        "",
+        f"Teacher (chosen recipe `{results.get('teacher_recipe')}`): test accuracy "
+        f"{results.get('teacher_test_acc', float('nan')):.4f}. "
+        f"Split: {results['provenance']['split']}; test = 1,311 images.",
+        "Same start per budget, optimizer, epochs and seeds for every method; mean +- std over "
+        "seeds (n). `benchmarks/patient_brain4.py`.",
+        "",
+    ]
+    rows = results["summary"]
+    lengths = sorted({r["epochs"] for r in rows})
+    head = " | ".join(f"{e} epochs" for e in lengths)
+    lines += [f"| budget | params (M) | method | start | {head} |",
+              "|---|---|---|---|" + "---|" * len(lengths)]  # fmt: skip
+    for budget in sorted({r["budget"] for r in rows}):
+        for method, kind in dict.fromkeys((r["method"], r["start"]) for r in rows
+                                          if r["budget"] == budget):  # fmt: skip
+            cells = []
+            for e in lengths:
+                hit = [r for r in rows if (r["budget"], r["method"], r["start"], r["epochs"]) ==
+                       (budget, method, kind, e)]  # fmt: skip
+                cells.append(f"{hit[0]['test_acc_mean']:.4f} +- {hit[0]['test_acc_std']:.4f} "
+                             f"({hit[0]['n_seeds']})" if hit else "-")  # fmt: skip
+            params = next(r["params_M"] for r in rows if r["budget"] == budget)
+            lines.append(f"| {budget} | {params:.3f} | {method} | {kind} | " + " | ".join(cells)
+                         + " |")  # fmt: skip
+    lines += [
+        "",
+        "Paired 95% bootstrap intervals at the longest length (points):",
+        "",
+        "| budget | difference | epochs | seeds | mean (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for budget, pairs in results.get("paired", {}).items():
+        for key, p in pairs.items():
+            lo, hi = p["ci95"]
+            lines.append(
+                f"| {budget} | {key} | {p['epochs']} | {len(p['seeds'])} | "
+                f"{100 * p['mean_diff']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=sorted(BUDGETS))
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--plan", action="store_true", help="print done/left and stop")
+    args = parser.parse_args()
+    results = load_results(OUT)
+    results.setdefault("runs", [])
+    if isinstance(results["runs"], dict):
+        results["runs"] = []
+    done = {(r["method"], r["budget"], r["epochs"], r["seed"], r["start"]) for r in results["runs"]}
+    todo = plan(args.budgets, args.lengths, args.seeds, args.methods)
+    if args.plan:
+        for item in todo:
+            print(("done " if item in done else "left ") + " ".join(map(str, item)))
+        return
+    teacher_runs = load_results(RESULTS / "teacher_brain4.json")
+    for item in todo:
+        if item in done:
+            continue
+        record = run_one(*item)
+        mixed = {r["teacher_digest"] for r in results["runs"]} - {record["teacher_digest"]}
+        if mixed:
+            raise SystemExit(f"finished runs used another teacher ({mixed}); start afresh")
+        results["runs"].append(record)
+        results["teacher_test_acc"] = record["teacher_test_acc"]
+        results["teacher_recipe"] = teacher_runs.get("chosen_recipe")
+        seeds = sorted({r["seed"] for r in results["runs"]})
+        prepared = prepared_brain4(brain4_params(0))
+        results["provenance"] = provenance(brain4_params(0), prepared, seeds)
+        summarise(results)
+        save_results(OUT, results, markdown(results))
+        print(" ".join(map(str, item)), f"test {record['test_acc']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
