@@ -80,8 +80,16 @@ def test_every_make_target_named_exists():
 def test_every_repository_path_named_exists():
     """Backticked paths under the repository's own folders (generated outputs excluded)."""
     roots = ("rcskd/", "stages/", "benchmarks/", "tests/", "docs/", ".dvc/", ".ci/")
-    made = ("models/", "reports/", "data/", "site/", "dvc_plots/", "gpu_bundle/", "mlflow",
-            ".dvc/tmp")  # made by running things
+    made = (
+        "models/",
+        "reports/",
+        "data/",
+        "site/",
+        "dvc_plots/",
+        "gpu_bundle/",
+        "mlflow",
+        ".dvc/tmp",
+    )  # made by running things
     for page in PAGES:
         for path in re.findall(r"`([\w./-]+)`", page.read_text()):
             if path.startswith(roots) and not path.startswith(made) and "<" not in path:
@@ -140,4 +148,3 @@ def test_the_commands_shown_print_what_the_docs_show(tmp_path):
     for path, text in fresh.items():
         shown = path.read_text()
         assert _numbers_close(_console(shown), _console(text)), f"{path.name}:\n{text}"
-
