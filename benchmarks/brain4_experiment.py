@@ -1,14 +1,14 @@
 """The brain4-64 protocol as one DVC experiment: the pipeline on Brain-4 with the benchmarks'
 teacher, pruning and distillation settings, where the teacher is clearly stronger than its
-pruned student (measured by the benchmarks: teacher 0.9375, DDPG-pruned start at budget 0.5
-0.890 after its 3-epoch fine-tune; reports/bench/).
+pruned student (reports/bench/teacher_brain4.md, prune_brain4.md).
 
     python benchmarks/brain4_experiment.py          # print the `dvc exp run` line
     python benchmarks/brain4_experiment.py --run    # run it (make brain4)
 
 The overrides come from the benchmark scripts' own settings (one source of truth): the data of
-`brain4_params`, teacher_brain4.py's TEACHER, prune_brain4.py's recorded search settings, and
-distill_brain4.py's epochs, learning rate and the TKD-CA / DKD-SG weights it chose on validation.
+`brain4_params`, the teacher recipe teacher_brain4.py chose on validation, prune_brain4.py's
+recorded search settings, and distill_brain4.py's epochs, learning rate and the TKD-CA / DKD-SG
+weights it chose on validation.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 from bench_common import BRAIN4, REPO, load_results
 from prune_brain4 import OUT as PRUNE_OUT
-from teacher_brain4 import TEACHER
+from teacher_brain4 import OUT as TEACHER_OUT
+from teacher_brain4 import RECIPES, chosen_recipe
 
 DISTILL_OUT = REPO / "reports" / "bench" / "distill_brain4.json"
 NAME = "brain4-64"
@@ -37,7 +38,7 @@ def protocol_sections() -> dict[str, Any]:
     return {
         "data": {"source": "imagefolder", "root": os.path.relpath(BRAIN4, REPO)},
         "prepare": {"image_size": 64, "channels": 1},
-        "teacher": TEACHER,
+        "teacher": RECIPES[chosen_recipe(load_results(TEACHER_OUT))],
         "prune": {
             "budget": 0.5,
             "max_ratio": prune.get("max_ratio", 0.9),

@@ -178,7 +178,7 @@ def summarise(results: dict[str, Any]) -> None:
             correct[method] = np.mean([[int(c) for c in r["test_correct"]] for r in rows], 0)
         for ref in ("ce_only", "kd"):
             for method, values in correct.items():
-                if ref in correct and method != ref:
+                if ref in correct and method not in (ref, "ce_only"):
                     diff, ci = paired_interval(values, correct[ref])
                     paired.setdefault(str(budget), {})[f"{method}-{ref}"] = {
                         "mean_diff": diff,
@@ -217,6 +217,9 @@ def markdown(results: dict[str, Any]) -> str:
             params = next(r["params_M"] for r in rows if r["budget"] == budget)
             lines.append(f"| {budget} | {params:.3f} | {method} | {kind} | " + " | ".join(cells)
                          + " |")  # fmt: skip
+    starts = sorted({(r["budget"], r["start"], r["start_test_acc"]) for r in results["runs"]})
+    text = "; ".join(f"budget {b} {kind} {acc:.4f}" for b, kind, acc in starts)
+    lines += ["", f"Pruned starts (test accuracy before distillation): {text}."]
     lines += [
         "",
         "Paired 95% bootstrap intervals at the longest length (points):",

@@ -78,7 +78,6 @@ RECIPES: dict[str, dict] = {
     },
 }  # fmt: skip
 FIRST = FIRST_RECIPE  # the recipe of the earlier runs (`runs`)
-TEACHER = RECIPES[FIRST]  # kept for callers of the first recipe
 
 
 def teacher_path(seed: int, recipe: str = FIRST) -> str:

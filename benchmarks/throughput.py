@@ -130,7 +130,7 @@ def markdown(runs: list[dict]) -> str:
         "Medians of interleaved timings. `benchmarks/throughput.py`.",
         "",
         head,
-        "|" + "---|" * (12 + len(FORMS) - 1),
+        "|" + "---|" * (head.count("|") - 1),
     ]
     for r in runs:
         plain = r.get("plain_img_s", {})

@@ -35,6 +35,13 @@ def test_printed_line_is_a_valid_protocol_experiment(tmp_path):
     # the benchmarks' teacher: the published width, SGD, 20 epochs, balanced classes
     assert (params.teacher.width, params.teacher.train.optimizer) == (1.0, "sgd")
     assert params.teacher.train.epochs == 20 and params.teacher.train.balanced_sampling
+    # ... and the recipe the teacher benchmark chose on validation, second phase included
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_common import load_results
+    from teacher_brain4 import OUT, RECIPES, chosen_recipe
+
+    recipe = RECIPES[chosen_recipe(load_results(OUT))]
+    assert params.teacher.refine.epochs == recipe.get("refine", {}).get("epochs", 0)
     # the search and fine-tune whose start the distillation benchmark measured
     assert (params.prune.budget, params.prune.max_ratio, params.prune.search) == (0.5, 0.9, "ddpg")
     assert params.prune.finetune.epochs == 3
