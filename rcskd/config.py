@@ -230,7 +230,8 @@ class PruneConfig:
     importance: Literal["l2", "taylor", "bn_scale"] = "l2"  # which channels go
     round_to: int = field(default=1, metadata=bounds(1))  # kept channels: a multiple of this
     search: Literal["ddpg", "cem", "random", "uniform"] = "ddpg"  # whose ratios the student gets
-    compare_baselines: bool = True  # also run the other methods, same number of evaluations
+    # also run the other searches (CEM, random), same number of evaluations; uniform always runs
+    compare_baselines: bool = False
     search_seed: int = field(default=-1, metadata=bounds(-1))  # -1: the global seed
     reward: Literal["accuracy", "error_log_resource"] = "accuracy"
     # FLOPs-aware search: a candidate keeping more than this share of the teacher's FLOPs loses
@@ -251,7 +252,7 @@ class LatencyConfig:
 
     threads: int = field(default=2, metadata=bounds(1))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
-    repeats: int = field(default=20, metadata=bounds(1))  # timed runs; the median is reported
+    repeats: int = field(default=10, metadata=bounds(1))  # timed runs; the median is reported
     warmup: int = field(default=3, metadata=bounds(0))
 
 

@@ -18,6 +18,7 @@ TINY = {
     "prepare": {"image_size": 32},
     "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
     "prune": {
+        "compare_baselines": True,  # the suite proves every search method runs
         "agent": {
             "episodes": 3,
             "warmup_episodes": 1,

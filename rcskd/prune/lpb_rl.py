@@ -120,9 +120,10 @@ def run_search(
         "flops": lambda: teacher_flops,
         "latency": lambda: latency_table["rest_ms"] + sum(b.latency_at(1.0) for b in blocks),
     }[cfg.resource]()
-    methods = [cfg.search]
+    # uniform pruning (one candidate) always runs: the report compares the chosen ratios with it
+    methods = list(dict.fromkeys([cfg.search, "uniform"]))
     if cfg.compare_baselines:
-        methods += [m for m in ("ddpg", "cem", "random", "uniform") if m != cfg.search]
+        methods += [m for m in ("ddpg", "cem", "random") if m not in methods]
     evaluations = sum(1 if m == "uniform" else cfg.agent.episodes for m in methods)
     bar = progress(range(evaluations), "prune: candidates", evaluations, show_progress)
     counter = iter(bar)

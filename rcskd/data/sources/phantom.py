@@ -18,6 +18,8 @@ plane do not give the class away. Bias field, Rician noise, blur and gamma vary 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -303,11 +305,31 @@ class PhantomSource(Source):
         return self.pcfg.patients * self.pcfg.slices_per_patient
 
     def __iter__(self) -> Iterator[Sample]:
-        d, size = self.pcfg.difficulty, self.pcfg.size
-        for i, label in enumerate(self.patient_labels):
-            rng = np.random.default_rng([self.seed, 1, i])  # per patient: order-independent
-            patient = make_patient(rng, int(label), self.pcfg.slices_per_patient, d)
-            pid = f"phantom-{i:05d}"
-            for j, level in enumerate(patient.levels):
-                image = render_slice(patient, float(level), size, d, rng)
-                yield Sample(image, int(label), pid, f"phantom://{pid}/slice-{j}")
+        """Patients in order. Each patient draws from its own generator, so they are rendered
+        in worker processes (one per core, up to 4) and still come out identical and in order."""
+        jobs = [
+            (self.seed, i, int(label), self.pcfg) for i, label in enumerate(self.patient_labels)
+        ]
+        workers = min(os.cpu_count() or 1, 4, len(jobs))
+        if workers < 2 or multiprocessing.current_process().daemon:
+            for job in jobs:
+                yield from _render_patient(job)
+            return
+        load_anatomy()  # once, before the workers fork: they share it
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            for samples in pool.imap(_render_patient, jobs, chunksize=8):
+                yield from samples
+
+
+def _render_patient(job: tuple[int, int, int, PhantomConfig]) -> list[Sample]:
+    """All slices of patient `i` (its own generator: the result does not depend on order)."""
+    seed, i, label, cfg = job
+    rng = np.random.default_rng([seed, 1, i])
+    patient = make_patient(rng, label, cfg.slices_per_patient, cfg.difficulty)
+    pid = f"phantom-{i:05d}"
+    return [
+        Sample(render_slice(patient, float(level), cfg.size, cfg.difficulty, rng), label, pid,
+               f"phantom://{pid}/slice-{j}")
+        for j, level in enumerate(patient.levels)
+    ]  # fmt: skip
