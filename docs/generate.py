@@ -289,12 +289,13 @@ def rejected_example(work: Path) -> str:
     )
 
 
-def predict_example(work: Path) -> str:
-    """`rcskd predict` with the quadrant test model on four generated PNGs and a broken file."""
+def predict_example(work: Path, model: Path | None = None) -> str:
+    """`rcskd predict` with the quadrant test model (trained here unless given) on four
+    generated PNGs and a broken file."""
     sys.path.insert(0, str(REPO))
     from tests.fixtures import quadrant_png, train_quadrant_checkpoint
 
-    model = train_quadrant_checkpoint(work / "student.pt")
+    model = model or train_quadrant_checkpoint(work / "student.pt")
     names = [quadrant_png(work, k, f"scan_{k}.png").name for k in range(4)]
     (work / "broken.png").write_bytes(b"not an image")
     code, out = run_command([sys.executable, "-m", "rcskd.cli", "predict", *names, "broken.png",
@@ -306,7 +307,8 @@ def predict_example(work: Path) -> str:
     )
 
 
-def examples() -> dict[Path, str]:
+def examples(model: Path | None = None) -> dict[Path, str]:
+    """The command examples' outputs (`model`: the quadrant checkpoint, when one is at hand)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -315,7 +317,7 @@ def examples() -> dict[Path, str]:
         return {
             REPO / "docs" / "_info_example.md": info_example(),
             REPO / "docs" / "_rejected_example.md": rejected_example(work),
-            REPO / "docs" / "_predict_example.md": predict_example(work / "predict"),
+            REPO / "docs" / "_predict_example.md": predict_example(work / "predict", model),
         }
 
 

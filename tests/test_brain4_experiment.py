@@ -2,6 +2,7 @@
 overrides, applied to params.yaml as DVC applies them, give valid params that are the
 benchmarks' protocol (a strong teacher, the benchmark's pruning and distillation settings)."""
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -31,12 +32,14 @@ def test_printed_line_is_a_valid_protocol_experiment(tmp_path):
     apply_overrides(str(copy), values)
     params = params_from_dict(yaml.safe_load(copy.read_text()), source="test")
     assert params.data.source == "imagefolder"
-    assert params.data.root == "../shared/data/brain-tumor-mri"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_common import BRAIN4
+
+    assert params.data.root == os.path.relpath(BRAIN4, REPO)  # beside the repo, or RCSKD_BRAIN4
     # the benchmarks' teacher: the published width, SGD, 20 epochs, balanced classes
     assert (params.teacher.width, params.teacher.train.optimizer) == (1.0, "sgd")
     assert params.teacher.train.epochs == 20 and params.teacher.train.balanced_sampling
     # ... and the recipe the teacher benchmark chose on validation, second phase included
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_common import load_results
     from teacher_brain4 import OUT, RECIPES, chosen_recipe
 

@@ -140,11 +140,11 @@ def _console(block: str) -> str:
     return block.split("```console\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_commands_shown_print_what_the_docs_show(tmp_path):
+def test_the_commands_shown_print_what_the_docs_show(quadrant_checkpoint):
     sys.path.insert(0, str(DOCS))
     import generate
 
-    fresh = generate.examples()
+    fresh = generate.examples(quadrant_checkpoint[0])
     for path, text in fresh.items():
         shown = path.read_text()
         assert _numbers_close(_console(shown), _console(text)), f"{path.name}:\n{text}"

@@ -163,21 +163,38 @@ def known_optimum_landscape(setting):
     return lambda: PruningEnv(units, total, 0.5, "params", 0.8, score)
 
 
-def test_ddpg_learns_beats_random_search_and_does_not_collapse(setting):
-    """Default agent params, 60 evaluations, 8 seeds: the returned candidate is better than
-    random search's on average, and late episodes stay better than random ones."""
+def _ddpg_and_random(setting, seeds):
     new_env = known_optimum_landscape(setting)
     cfg = AgentConfig()
     assert cfg.episodes == 60
-    ddpg, rnd = [], []
-    for seed in range(8):
-        ddpg.append(search_ddpg(new_env(), cfg, seed))
-        rnd.append(search_random(new_env(), cfg.episodes, seed))
+    ddpg = [search_ddpg(new_env(), cfg, seed) for seed in seeds]
+    rnd = [search_random(new_env(), cfg.episodes, seed) for seed in seeds]
+    return ddpg, rnd
+
+
+def _late(result) -> float:
+    return float(np.mean([h["reward"] for h in result.history[-10:]]))
+
+
+def test_ddpg_learns_and_does_not_collapse(setting):
+    """Default agent params, 60 evaluations, 3 seeds: for every seed the agent's last ten
+    episodes score well above random search's (measured here: 0.90-0.95 against 0.80-0.82);
+    the 8-seed comparison of the returned candidates is the slow test below."""
+    ddpg, rnd = _ddpg_and_random(setting, range(3))
+    for mine, theirs in zip(ddpg, rnd, strict=True):
+        assert _late(mine) > _late(theirs) + 0.05, (_late(mine), _late(theirs))
+    assert all(len(r.history) == 60 for r in ddpg)
+
+
+@pytest.mark.slow
+def test_ddpg_beats_random_search_on_average_over_8_seeds(setting):
+    """Default agent params, 60 evaluations, 8 seeds: the returned candidate is better than
+    random search's on average, and late episodes stay better than random ones."""
+    ddpg, rnd = _ddpg_and_random(setting, range(8))
     best = np.mean([r.score for r in ddpg]), np.mean([r.score for r in rnd])
-    late = [np.mean([[h["reward"] for h in r.history[-10:]] for r in runs]) for runs in (ddpg, rnd)]
+    late = np.mean([_late(r) for r in ddpg]), np.mean([_late(r) for r in rnd])
     assert best[0] > best[1] + 0.005, best  # measured here: 0.946 vs 0.926
     assert late[0] > late[1], late  # measured here: 0.922 vs 0.804 (no collapse)
-    assert all(len(r.history) == 60 for r in ddpg)
 
 
 def test_cem_searches_through_the_same_env_with_the_same_budget(setting):
