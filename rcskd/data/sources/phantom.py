@@ -310,7 +310,7 @@ class PhantomSource(Source):
         jobs = [
             (self.seed, i, int(label), self.pcfg) for i, label in enumerate(self.patient_labels)
         ]
-        workers = min(os.cpu_count() or 1, 4, len(jobs))
+        workers = min(os.cpu_count() or 1, 4, len(jobs) // 32)  # small sets: not worth a pool
         if workers < 2 or multiprocessing.current_process().daemon:
             for job in jobs:
                 yield from _render_patient(job)
