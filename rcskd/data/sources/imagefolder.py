@@ -11,6 +11,7 @@ from PIL import Image
 from rcskd.config import DataConfig
 from rcskd.data.sources.base import Sample, Source, decoding, to_uint8
 from rcskd.data.sources.folders import scan
+from rcskd.data.sources.parallel import ordered_map
 from rcskd.errors import DataError
 from rcskd.registry import SOURCES
 
@@ -53,10 +54,19 @@ class ImageFolderSource(Source):
         return len(self.layout.files)
 
     def __iter__(self) -> Iterator[Sample]:
-        for f in self.layout.files:
-            try:
-                image = read_image(f.path)
-            except DataError as exc:
-                self.bad_file(f.path, str(exc).removeprefix(f"{f.path}: "))
+        files = self.layout.files
+        decoded = ordered_map(_read, [f.path for f in files])
+        for f, (image, error) in zip(files, decoded, strict=True):
+            if error is not None:  # reported here, in order, whichever worker decoded it
+                self.bad_file(f.path, error.removeprefix(f"{f.path}: "))
                 continue
             yield Sample(image, f.label, None, str(f.path), f.split)
+
+
+def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
+    """(image, None), or (None, the DataError's message): errors cross process boundaries as
+    text, and the source decides whether they stop the stage or are skipped."""
+    try:
+        return read_image(path), None
+    except DataError as exc:
+        return None, str(exc)

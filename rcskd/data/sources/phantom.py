@@ -18,8 +18,6 @@ plane do not give the class away. Bias field, Rician noise, blur and gamma vary 
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +26,7 @@ from scipy import ndimage
 
 from rcskd.config import DataConfig, PhantomConfig
 from rcskd.data.sources.base import Sample, Source
+from rcskd.data.sources.parallel import ordered_map
 from rcskd.data.sources.phantom_anatomy import SELLA_MNI, Anatomy, load_anatomy
 from rcskd.registry import SOURCES
 
@@ -310,16 +309,9 @@ class PhantomSource(Source):
         jobs = [
             (self.seed, i, int(label), self.pcfg) for i, label in enumerate(self.patient_labels)
         ]
-        workers = min(os.cpu_count() or 1, 4, len(jobs) // 32)  # small sets: not worth a pool
-        if workers < 2 or multiprocessing.current_process().daemon:
-            for job in jobs:
-                yield from _render_patient(job)
-            return
-        load_anatomy()  # once, before the workers fork: they share it
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers) as pool:
-            for samples in pool.imap(_render_patient, jobs, chunksize=8):
-                yield from samples
+        load_anatomy()  # once, before any worker forks: they share it
+        for samples in ordered_map(_render_patient, jobs):
+            yield from samples
 
 
 def _render_patient(job: tuple[int, int, int, PhantomConfig]) -> list[Sample]:
