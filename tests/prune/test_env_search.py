@@ -177,10 +177,10 @@ def _late(result) -> float:
 
 
 def test_ddpg_learns_and_does_not_collapse(setting):
-    """Default agent params, 60 evaluations, 3 seeds: for every seed the agent's last ten
-    episodes score well above random search's (measured here: 0.90-0.95 against 0.80-0.82);
+    """Default agent params, 60 evaluations, 2 seeds: for each seed the agent's last ten
+    episodes score well above random search's (measured here: 0.90 and 0.95 against 0.80);
     the 8-seed comparison of the returned candidates is the slow test below."""
-    ddpg, rnd = _ddpg_and_random(setting, range(3))
+    ddpg, rnd = _ddpg_and_random(setting, range(2))
     for mine, theirs in zip(ddpg, rnd, strict=True):
         assert _late(mine) > _late(theirs) + 0.05, (_late(mine), _late(theirs))
     assert all(len(r.history) == 60 for r in ddpg)
