@@ -65,30 +65,13 @@ NEEDED = {
     "h5py": "h5py==3.16.0",
     "matplotlib": "matplotlib==3.11.2",
 }
-# the tiny phantom pipeline (the test suite's sizes, a little larger for a GPU to notice)
-TINY: dict[str, Any] = {
-    "seed": 0,
-    "data": {"phantom": {"patients": 24, "slices_per_patient": 2, "size": 48}},
-    "prepare": {"image_size": 32},
-    "teacher": {"width": 0.25, "train": {"epochs": 2, "batch_size": 8}},
-    "prune": {
-        "compare_baselines": False,
-        "agent": {
-            "episodes": 3,
-            "warmup_episodes": 1,
-            "batch_size": 4,
-            "hidden": 8,
-            "updates_per_episode": 8,
-        },
-        "proxy": {"calib_images": 8, "eval_images": 8},
-        "finetune": {"epochs": 1, "batch_size": 8},
-    },  # fmt: skip
+# the tiny phantom pipeline of the test suite (tests/repo_copy.py), a little larger, one search
+GPU_SIZES: dict[str, Any] = {
+    "data": {"phantom": {"patients": 24}},
+    "prune": {"compare_baselines": False},
     "distill": {
-        "train": {"epochs": 1, "batch_size": 8},
         "methods": {"tkd_ca": {"tkd_ca": {}}, "dkd_sg": {"dkd_sg": {}}, "kd": {"kd": {}}},
     },
-    "export": {"max_int8_drop": 1.0, "calibration_images": 16, "latency_repeats": 2},
-    "evaluate": {"bootstrap": 50, "gradcam_per_class": 1, "latency": {"repeats": 2}},
 }
 
 
@@ -148,9 +131,11 @@ def install_missing(wheels: Path | None) -> list[str]:
 def tiny_params(device: str, precision: str = "auto", **changes: dict) -> Any:
     """The tiny pipeline's Params on `device` with every training run in `precision`."""
     from rcskd.config import params_from_dict
+    from tests.repo_copy import TINY
 
     raw = json.loads(json.dumps(TINY))
-    raw["device"] = device
+    _merge(raw, GPU_SIZES)
+    raw["seed"], raw["device"] = 0, device
     for section in (raw["teacher"]["train"], raw["prune"]["finetune"], raw["distill"]["train"]):
         section["precision"] = precision
     for key, value in changes.items():

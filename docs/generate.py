@@ -29,6 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 BENCH = REPO / "reports" / "bench"
 START, END = "<!-- headline:start (docs/generate.py) -->", "<!-- headline:end -->"
+GPU_START, GPU_END = "<!-- gpu:start (docs/generate.py) -->", "<!-- gpu:end -->"
+
+
+def with_block(text: str, start: str, end: str, block: str) -> str:
+    """`text` with what lies between the markers `start` and `end` replaced by `block`."""
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{block}{end}{after}"
 
 
 # ---- params reference -------------------------------------------------------------------------
@@ -357,9 +365,8 @@ def generated(with_examples: bool = True) -> dict[Path, str]:
     """Every generated file (README: the whole file with its block replaced). The command
     examples print probabilities that differ in the last digit between CPUs: `--check` leaves
     them out, and tests/test_docs.py compares them with a tolerance instead."""
-    readme = (REPO / "README.md").read_text()
-    before, rest = readme.split(START, 1)
-    _, after = rest.split(END, 1)
+    readme = with_block((REPO / "README.md").read_text(), START, END, headline())
+    readme = with_block(readme, GPU_START, GPU_END, gpu_status())
     return {
         REPO / "docs" / "reference" / "params.md": params_reference(),
         REPO / "docs" / "reference" / "cli.md": cli_reference(),
@@ -367,7 +374,7 @@ def generated(with_examples: bool = True) -> dict[Path, str]:
         REPO / "docs" / "_results.md": headline(prefix=""),
         REPO / "docs" / "_commands.md": commands_table(),
         **(examples() if with_examples else {}),
-        REPO / "README.md": f"{before}{START}\n{headline()}{END}{after}",
+        REPO / "README.md": readme,
     }
 
 

@@ -7,7 +7,6 @@ and what is allowed, so a typo in `dvc exp run -S ...` is caught before any work
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rcskd.config_keys import did_you_mean
 from rcskd.errors import ConfigError
 
 
@@ -25,15 +25,10 @@ def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, float 
 
 
 DEFAULT_ALIASES: dict[str, str] = {
-    "glioma_tumor": "glioma",
-    "meningioma_tumor": "meningioma",
-    "pituitary_tumor": "pituitary",
-    "pituitary_adenoma": "pituitary",
-    "no_tumor": "notumor",
-    "no_tumour": "notumor",
-    "normal": "notumor",
-    "healthy": "notumor",
-}
+    "glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "pituitary_tumor": "pituitary",
+    "pituitary_adenoma": "pituitary", "no_tumor": "notumor", "no_tumour": "notumor",
+    "normal": "notumor", "healthy": "notumor",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,9 +111,8 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class MixConfig:
-    """Batch mixing on the training device: mixup (a blend of two images) and CutMix (a box of
-    one pasted into the other), with one lambda ~ Beta(alpha, alpha) per batch (alpha 1: U(0,1))
-    and labels mixed in the same proportion. Seeded like the other augmentation."""
+    """Batch mixing on the device: mixup or CutMix, lambda ~ Beta(alpha, alpha) per batch (alpha
+    1: U(0, 1)), labels mixed in the same proportion, seeded like the other augmentation."""
 
     mode: Literal["none", "mixup", "cutmix", "both"] = "none"  # both: one of the two per batch
     alpha: float = field(default=1.0, metadata=bounds(0.01, 100.0))
@@ -390,7 +384,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in raw if k not in fields]
     if unknown:
-        hint = did_you_mean(f"{prefix}{unknown[0]}")
+        hint = did_you_mean(f"{prefix}{unknown[0]}", Params)
         raise ConfigError(
             f"{source}: unknown key '{prefix}{unknown[0]}'; allowed in {section}: {_names(cls)}"
             + (f"; did you mean '{hint}'?" if hint else "")
@@ -399,39 +393,6 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for name, value in raw.items():
         values[name] = _coerce(hints[name], value, f"{prefix}{name}", source, fields[name])
     return cls(**values)
-
-
-def key_paths(cls: type | None = None, prefix: str = "") -> list[str]:
-    """Every dotted key of params.yaml's sections (`teacher.train.epochs`, ...)."""
-    cls = cls or Params
-    hints = typing.get_type_hints(cls)
-    paths: list[str] = []
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}{f.name}"
-        paths.append(path)
-        if dataclasses.is_dataclass(hints[f.name]):
-            paths += key_paths(hints[f.name], path + ".")
-    return paths
-
-
-def did_you_mean(unknown: str) -> str | None:
-    """The known key a mistyped dotted key most likely meant: one in the same section whose
-    last part is close (`teacher.epoch` -> `teacher.train.epochs`), else the closest path."""
-    paths = [p for p in key_paths() if not unknown.startswith(p + ".")]  # not its own sections
-    top, leaf = unknown.split(".", 1)[0], unknown.rsplit(".", 1)[-1]
-    same_leaf = [
-        p for p in paths
-        if p.split(".", 1)[0] == top
-        and difflib.get_close_matches(leaf, [p.rsplit(".", 1)[-1]], 1, 0.75)
-    ]  # fmt: skip
-    if same_leaf:
-        return max(same_leaf, key=lambda p: difflib.SequenceMatcher(None, unknown, p).ratio())
-    leaf_like = [  # elsewhere: the whole path close, and the last part at least similar
-        p for p in paths
-        if difflib.SequenceMatcher(None, leaf, p.rsplit(".", 1)[-1]).ratio() >= 0.5
-    ]  # fmt: skip
-    close = difflib.get_close_matches(unknown, leaf_like, 1, 0.75)
-    return close[0] if close else None
 
 
 def _names(cls: type) -> str:

@@ -1,6 +1,6 @@
 """`dvc repro` of the whole pipeline on a temporary copy of the repository, at tiny size.
 
-Marked `slow` (about two minutes here): `make test` leaves it out, CI runs it (.ci/run). The
+Marked `slow` (several minutes): `make test` leaves it out, CI runs it (.ci/run). The
 default run has the 3-stage smoke pipeline (tests/test_smoke_pipeline.py) instead.
 """
 
