@@ -7,8 +7,11 @@ pruned student (reports/bench/teacher_brain4.md, prune_brain4.md).
 
 The overrides come from the benchmark scripts' own settings (one source of truth): the data of
 `brain4_params`, the teacher recipe teacher_brain4.py chose on validation, prune_brain4.py's
-recorded search settings, and distill_brain4.py's epochs, learning rate and the TKD-CA / DKD-SG
-weights it chose on validation.
+recorded search settings, distill_brain4.py's learning rate and the TKD-CA / DKD-SG weights it
+chose on validation, and the distillation length patient_brain4.py found worth its time (chosen
+on validation). Every distillation stage trains that many epochs: the baselines and the joint
+variant once, the two-stage RC-SKD twice (TKD-CA, then DKD-SG), so it never gets fewer epochs
+than the students it is compared with.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import subprocess
 from typing import Any
 
 from bench_common import BRAIN4, REPO, load_results
+from patient_brain4 import OUT as PATIENT_OUT
+from patient_brain4 import summarise, worth_length
 from prune_brain4 import OUT as PRUNE_OUT
 from teacher_brain4 import OUT as TEACHER_OUT
 from teacher_brain4 import RECIPES, chosen_recipe
@@ -28,12 +33,23 @@ DISTILL_OUT = REPO / "reports" / "bench" / "distill_brain4.json"
 NAME = "brain4-64"
 
 
+def distill_epochs() -> int:
+    """Epochs per distillation stage: the patient benchmark's length worth its time, else (no
+    patient results yet) the short benchmark's 4."""
+    patient = load_results(PATIENT_OUT)
+    if patient.get("runs"):
+        summarise(patient)
+        worth = worth_length(patient)
+        if worth:
+            return int(worth["epochs"])
+    return int(load_results(DISTILL_OUT).get("settings", {}).get("epochs", 4))
+
+
 def protocol_sections() -> dict[str, Any]:
     """params.yaml sections (partial) of the brain4-64 protocol, as the benchmarks ran it."""
     prune = load_results(PRUNE_OUT).get("settings", {})
     distill = load_results(DISTILL_OUT)
     chosen = distill.get("selection", {})
-    epochs = distill.get("settings", {}).get("epochs", 4)
     methods = {name: {name: chosen[name]} for name in ("tkd_ca", "dkd_sg") if name in chosen}
     return {
         "data": {"source": "imagefolder", "root": os.path.relpath(BRAIN4, REPO)},
@@ -47,8 +63,7 @@ def protocol_sections() -> dict[str, Any]:
             "finetune": {"epochs": prune.get("finetune_epochs", 3), "balanced_sampling": True},
         },
         "distill": {
-            # RC-SKD's two stages share the benchmark's epoch budget, half each
-            "train": {"epochs": max(1, epochs // 2), "balanced_sampling": True, "lr": 5e-4},
+            "train": {"epochs": distill_epochs(), "balanced_sampling": True, "lr": 5e-4},
             "methods": methods,
         },
     }

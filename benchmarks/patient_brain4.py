@@ -64,6 +64,9 @@ TRAIN = {"batch_size": 64, "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.0
          "schedule": "cosine", "warmup_epochs": 0.0, "balanced_sampling": True,
          "monitor": "balanced_acc"}  # fmt: skip
 DEFINED = load_params(REPO / "params.yaml").distill.methods
+# a 4x longer schedule is worth its time when it lifts the best method's validation accuracy
+# by at least half a point (3-4 of Brain-4's ~700 validation images)
+WORTH_GAIN = 0.005
 
 
 def stages(method: str) -> list[tuple[str, float]]:
@@ -150,6 +153,14 @@ def plan(budgets, lengths, seeds, methods) -> list[tuple[str, float, int, int, s
     return todo
 
 
+def longest_complete(rows: list[dict[str, Any]]) -> int:
+    """The longest length every method of `rows` (one budget and start) has reached, so that a
+    comparison is never made while a length is half done."""
+    methods = {r["method"] for r in rows}
+    return max(e for e in {r["epochs"] for r in rows}
+               if {r["method"] for r in rows if r["epochs"] == e} == methods)  # fmt: skip
+
+
 def summarise(results: dict[str, Any]) -> None:
     """The `summary` list (one entry per method, budget, epochs, start) and paired intervals
     at each budget's longest length (per-image correctness averaged over the shared seeds)."""
@@ -168,7 +179,7 @@ def summarise(results: dict[str, Any]) -> None:
     paired: dict[str, dict[str, Any]] = {}
     for budget in sorted({r["budget"] for r in runs}):
         mine = [r for r in runs if r["budget"] == budget and r["start"] == "ddpg"]
-        longest = max(r["epochs"] for r in mine)
+        longest = longest_complete(mine)
         at = [r for r in mine if r["epochs"] == longest]
         seeds = set.intersection(*({r["seed"] for r in at if r["method"] == m}
                                    for m in {r["method"] for r in at}))  # fmt: skip
@@ -187,6 +198,31 @@ def summarise(results: dict[str, Any]) -> None:
                         "seeds": sorted(seeds),
                     }
     results["paired"] = paired
+
+
+def worth_length(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The distillation length worth its time, chosen on validation only: at the smallest
+    budget, among the lengths every method has finished (DDPG start), the longest reached by
+    steps that each lift the best method's mean validation accuracy by >= WORTH_GAIN."""
+    rows = [r for r in results.get("summary", []) if r["start"] == "ddpg"]
+    if not rows:
+        return None
+    budget = min(r["budget"] for r in rows)
+    methods = {r["method"] for r in rows if r["budget"] == budget}
+    best = {}
+    for epochs in sorted({r["epochs"] for r in rows if r["budget"] == budget}):
+        at = [r for r in rows if (r["budget"], r["epochs"]) == (budget, epochs)]
+        if {r["method"] for r in at} == methods:
+            best[epochs] = max(r["val_acc_mean"] for r in at)
+    if not best:
+        return None
+    lengths = sorted(best)
+    chosen = lengths[0]
+    for epochs in lengths[1:]:
+        if best[epochs] - best[chosen] < WORTH_GAIN:
+            break
+        chosen = epochs
+    return {"epochs": chosen, "budget": budget, "best_val_acc": best, "min_gain": WORTH_GAIN}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -220,9 +256,16 @@ def markdown(results: dict[str, Any]) -> str:
     starts = sorted({(r["budget"], r["start"], r["start_test_acc"]) for r in results["runs"]})
     text = "; ".join(f"budget {b} {kind} {acc:.4f}" for b, kind, acc in starts)
     lines += ["", f"Pruned starts (test accuracy before distillation): {text}."]
+    worth = results.get("worth_length")
+    if worth:
+        vals = ", ".join(f"{e} epochs {v:.4f}" for e, v in worth["best_val_acc"].items())
+        lines += ["", f"Length worth its time (chosen on validation; `make brain4` uses it): "
+                  f"**{worth['epochs']} epochs**. Best method's validation accuracy at budget "
+                  f"{worth['budget']}: {vals}; a 4x longer run must gain >= "
+                  f"{100 * worth['min_gain']:.1f} points."]  # fmt: skip
     lines += [
         "",
-        "Paired 95% bootstrap intervals at the longest length (points):",
+        "Paired 95% bootstrap intervals at the longest length every method has reached (points):",
         "",
         "| budget | difference | epochs | seeds | mean (95% CI) |",
         "|---|---|---|---|---|",
@@ -270,6 +313,7 @@ def main() -> None:
         prepared = prepared_brain4(brain4_params(0))
         results["provenance"] = provenance(brain4_params(0), prepared, seeds)
         summarise(results)
+        results["worth_length"] = worth_length(results)
         save_results(OUT, results, markdown(results))
         print(" ".join(map(str, item)), f"test {record['test_acc']:.4f}", flush=True)
 

@@ -38,33 +38,56 @@ def teacher_lines(teacher: dict[str, Any] | None, prefix: str) -> list[str]:
     ]
 
 
+def _standing(pairs: dict[str, Any], ref: str) -> str:
+    """Each method against `ref` in words, by its paired interval: ahead (above 0), level
+    (includes 0) or behind (below 0)."""
+    groups: dict[str, list[str]] = {"ahead of": [], "level with": [], "behind": []}
+    for key, pair in sorted(pairs.items()):
+        method, _, other = key.partition("-")
+        if other != ref:
+            continue
+        lo, hi = pair["ci95"]
+        word = "ahead of" if lo > 0 else "behind" if hi < 0 else "level with"
+        groups[word].append(f"`{method}` {_pts(pair['mean_diff'])}")
+    said = [f"{word} it: {', '.join(names)}" for word, names in groups.items() if names]
+    return "; ".join(said)
+
+
 def patient_lines(patient: dict[str, Any] | None, prefix: str) -> list[str]:
     if not patient or not patient.get("summary"):
         return ["- Patient distillation: not measured yet (`benchmarks/patient_brain4.py`)."]
     out = []
     rows = patient["summary"]
+    teacher_acc = patient.get("teacher_test_acc")
     for budget in sorted({r["budget"] for r in rows}):
         mine = [r for r in rows if r["budget"] == budget and r["start"] == "ddpg"]
-        longest = max(r["epochs"] for r in mine)
+        pairs = patient.get("paired", {}).get(str(budget), {})
+        # the length the paired intervals were taken at: the longest every method has reached
+        longest = next(iter(pairs.values()))["epochs"] if pairs else max(r["epochs"] for r in mine)
         at = sorted((r for r in mine if r["epochs"] == longest), key=lambda r: -r["test_acc_mean"])
         best = at[0]
         plain = next((r for r in at if r["method"] == "ce_only"), None)
-        pair = patient.get("paired", {}).get(str(budget), {}).get(f"{best['method']}-ce_only")
-        versus = ""
-        if plain and best["method"] != "ce_only" and pair:
-            lo, hi = pair["ci95"]
-            versus = (f"; {_pts(pair['mean_diff'])} points over fine-tuning without a teacher "
-                      f"(95% CI {_pts(lo)} to {_pts(hi)})")  # fmt: skip
-        elif best["method"] == "ce_only":
-            versus = "; no distillation method beat fine-tuning without a teacher"
-        rc_skd = next((r for r in at if r["method"] == "rc_skd"), None)
-        two_stage = (f"; the paper's two-stage RC-SKD {rc_skd['test_acc_mean']:.4f}"
-                     if rc_skd else "")  # fmt: skip
+        seeds = "seed" if best["n_seeds"] == 1 else "seeds"
+        without = (f", fine-tuning without a teacher (`ce_only`) {plain['test_acc_mean']:.4f}"
+                   if plain else "")  # fmt: skip
         out.append(
             f"- **Budget {budget}** ({best['params_M']:.2f}M parameters), {longest} epochs: best "
             f"`{best['method']}` {best['test_acc_mean']:.4f} +- {best['test_acc_std']:.4f} "
-            f"({best['n_seeds']} seeds){versus}{two_stage}."
+            f"({best['n_seeds']} {seeds}){without}."
         )
+        if plain and pairs:
+            standing = _standing(pairs, "ce_only")
+            out.append(f"  Paired intervals against `ce_only` (points): {standing}.")
+        rc_skd = next((r for r in at if r["method"] == "rc_skd"), None)
+        if rc_skd and plain:
+            verb = "above" if rc_skd["test_acc_mean"] > plain["test_acc_mean"] else "not above"
+            out.append(f"  The paper's two-stage RC-SKD scores {rc_skd['test_acc_mean']:.4f}, "
+                       f"{verb} plain fine-tuning.")  # fmt: skip
+        if teacher_acc is not None:
+            top = max(r["test_acc_mean"] for r in at)
+            verb = "stays ahead of every" if teacher_acc >= top else "is outgrown by a"
+            out.append(f"  The teacher ({teacher_acc:.4f}) {verb} student here "
+                       f"(best {top:.4f}).")  # fmt: skip
     done = len(patient["runs"])
     out.append(f"  ([patient_brain4]({prefix}benchmarks/patient.md), {done} runs so far; "
                f"{_stamp(patient.get('provenance'))}).")  # fmt: skip
