@@ -2,15 +2,17 @@
 
     python benchmarks/deploy_brain4.py [--repeats 30]
 
-Models: the protocol teacher (ResNet-18 width 1.0) in eager PyTorch and as ONNX; the LPB-RL
-students of `prune_brain4.py` (DDPG, search seed 0, fine-tuned) at budgets 0.5 and 0.2 as FP32
-ONNX and as INT8 ONNX (ONNX Runtime static quantisation, QDQ, per-channel weights, activations
-calibrated on 256 training images). Accuracy on the 1,311 test images with a paired bootstrap
-interval against the eager teacher; latency = median of `--repeats` interleaved runs (every
-model once per round), 1 and 2 threads, batch 1 and 32. The latency-budget student: the same
-search (DDPG, 60 candidates, max ratio 0.9) and fine-tune (3 epochs) as those students, with
-`prune.resource: latency` and `--latency-budget` of the teacher's milliseconds (its per-block
-table measured here: eager PyTorch, 1 thread, batch 1), then quantised like them.
+Models: the protocol teacher (ResNet-18 width 1.0, the chosen recipe) in eager PyTorch and as
+ONNX; the **shipped student**: the ship stage's rule (highest validation accuracy) applied to the
+students of `patient_brain4.py` at its smallest budget, seed 0 and the length it found worth its
+time, i.e. what `dvc repro` ships with those settings; and a latency-budget student (pruned and
+fine-tuned, not distilled: the DDPG search, 60 candidates, max ratio 0.9, a 3-epoch fine-tune,
+with `prune.resource: latency` and `--latency-budget` of the teacher's milliseconds, its
+per-block table measured here: eager PyTorch, 1 thread, batch 1). Students run as FP32 ONNX and
+INT8 ONNX (ONNX Runtime static quantisation, QDQ, per-channel weights, activations calibrated on
+256 training images). Accuracy on the 1,311 test images with a paired bootstrap interval against
+the eager teacher; latency = median of `--repeats` interleaved runs (every model once per round),
+1 and 2 threads, batch 1 and 32.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from bench_common import (
     WORK,
     brain4_params,
     brain4_teacher,
+    load_results,
     paired_interval,
     prepared_brain4,
     provenance,
     save_results,
 )
+from patient_brain4 import METHODS, final_checkpoint, summarise, worth_length
+from patient_brain4 import OUT as PATIENT_OUT
 
 from rcskd.data.dataset import load_splits
 from rcskd.export.bundle import inference_metadata
@@ -45,10 +50,10 @@ from rcskd.models import load_checkpoint
 from rcskd.prune.blocks import find_blocks
 from rcskd.prune.latency import measure_latency_table
 from rcskd.steps.prune import run_prune
+from rcskd.steps.ship import ship_best
 from rcskd.train import RunOptions
 
 OUT = RESULTS / "deploy.json"
-BUDGETS = (0.5, 0.2)
 
 
 def latency_student(prepared: Path, folder: Path, budget: float) -> Path:
@@ -75,18 +80,41 @@ def latency_student(prepared: Path, folder: Path, budget: float) -> Path:
     return path
 
 
-def build(prepared: Path, folder: Path, latency_budget: float) -> dict[str, dict[str, Any]]:
-    """name -> {runner kind, path, checkpoint facts} for every model of the benchmark."""
+def shipped_student(prepared: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The ship stage's choice among the patient benchmark's students (smallest budget, seed 0,
+    the length worth its time): the checkpoint and the ship summary plus where it came from."""
+    patient = load_results(PATIENT_OUT)
+    if not patient.get("runs"):
+        raise SystemExit(f"{PATIENT_OUT} has no runs: run benchmarks/patient_brain4.py first")
+    summarise(patient)
+    worth = worth_length(patient)
+    if worth is None:
+        raise SystemExit(f"{PATIENT_OUT}: no length that every method has finished yet")
+    budget, epochs = worth["budget"], worth["epochs"]
+    candidates = folder / "candidates"
+    candidates.mkdir(parents=True, exist_ok=True)
+    for method in METHODS:  # named by method, as the pipeline's stages name their students
+        source = final_checkpoint(method, budget, epochs, 0, "ddpg")
+        if not source.is_file():
+            raise SystemExit(f"{source} missing: rerun benchmarks/patient_brain4.py")
+        (candidates / f"{method}.pt").write_bytes(source.read_bytes())
+    paths = [candidates / f"{method}.pt" for method in METHODS]
+    result = ship_best(prepared, paths, folder / "shipped.pt")
+    return result.checkpoint, {**result.summary, "budget": budget, "epochs": epochs}
+
+
+def build(prepared: Path, folder: Path, latency_budget: float) -> tuple[dict, dict[str, Any]]:
+    """name -> {runner kind, path, checkpoint facts} for every model of the benchmark, and the
+    ship summary of the shipped student."""
     splits = load_splits(prepared)
-    sources = {"teacher": brain4_teacher(0)}
-    for budget in BUDGETS:
-        sources[f"student_b{budget}"] = WORK / "brain4-64-seed0" / f"pruned_ddpg_b{budget}_s0.pt"
     folder.mkdir(parents=True, exist_ok=True)
+    sources = {"teacher": brain4_teacher(0)}
+    sources["shipped"], shipped = shipped_student(prepared, folder)
     sources[f"student_latency{latency_budget}"] = latency_student(prepared, folder, latency_budget)
     models: dict[str, dict[str, Any]] = {}
     for name, path in sources.items():
         if not path.is_file():
-            raise SystemExit(f"{path} missing: run benchmarks/prune_brain4.py first")
+            raise SystemExit(f"{path} missing")
         ckpt = load_checkpoint(path)
         inputs = ckpt.require_inputs()
         facts = {"params": count_params(ckpt.model), "flops": count_flops(ckpt.model, inputs.shape),
@@ -109,7 +137,7 @@ def build(prepared: Path, folder: Path, latency_budget: float) -> dict[str, dict
                                        "size_bytes": onnx.stat().st_size, **facts}  # fmt: skip
         models[f"{name}_int8_onnx"] = {"kind": "onnx", "path": int8, "quantisation": made,
                                        "size_bytes": int8.stat().st_size, **facts}  # fmt: skip
-    return models
+    return models, shipped
 
 
 def latencies(models: dict[str, dict[str, Any]], shape: tuple[int, ...], repeats: int) -> dict:
@@ -149,8 +177,12 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {results['provenance']['machine']}; onnxruntime and PyTorch, median of "
         f"{results['settings']['repeats']} interleaved runs. Test = 1,311 images; interval: paired "
-        "bootstrap of the model minus the eager teacher. Students: LPB-RL (DDPG) pruned and "
-        "fine-tuned, not distilled.",
+        "bootstrap of the model minus the eager teacher.",
+        "",
+        f"Shipped student: `{results['shipped']['shipped']}` at budget "
+        f"{results['shipped']['budget']}, {results['shipped']['epochs']} epochs (the ship rule, "
+        f"{results['shipped']['rule']}, over {len(results['shipped']['candidates'])} methods of "
+        "the patient benchmark). Latency student: pruned and fine-tuned, not distilled.",
         "",
         "| model | test acc | minus teacher (95% CI) | params | size MB | b1 t1 ms | b1 t2 ms "
         "| b32 t1 ms | b32 t2 ms | b1 t1 speedup vs eager / ONNX teacher |",
@@ -170,7 +202,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     goal = results["goal"]
     ls = results["latency_student"]
-    lines += ["", f"Goal (INT8 student at budget 0.2: >= 4x the eager teacher and >= 2x the ONNX "
+    lines += ["", f"Goal (the shipped INT8 student: >= 4x the eager teacher and >= 2x the ONNX "
               f"teacher at batch 1, accuracy within 1 point): {goal}", "",
               f"Latency student: budget {ls['budget']} of the teacher's {ls['teacher_latency_ms']} "
               f"ms (eager, 1 thread, batch 1, per-block table); predicted share kept "
@@ -192,7 +224,7 @@ def main() -> None:
     params = brain4_params(0)
     prepared = prepared_brain4(params)
     folder = WORK / "brain4-64-seed0" / "deploy"
-    models = build(prepared, folder, args.latency_budget)
+    models, shipped = build(prepared, folder, args.latency_budget)
     test = load_splits(prepared)["test"]
     shape = tuple(test.images.shape[1:])
     timed = latencies(models, shape, args.repeats)
@@ -223,8 +255,8 @@ def main() -> None:
             "eager-t1-b1": timed["teacher_fp32_eager"]["torch-t1-b1"] / mine,
             "onnx-t1-b1": timed["teacher_fp32_onnx"]["onnx-t1-b1"] / mine,
         }
-    s = results["speedup_vs_teacher"]["student_b0.2_int8_onnx"]
-    m = results["models"]["student_b0.2_int8_onnx"]
+    s = results["speedup_vs_teacher"]["shipped_int8_onnx"]
+    m = results["models"]["shipped_int8_onnx"]
     met = s["eager-t1-b1"] >= 4 and s["onnx-t1-b1"] >= 2 and m["minus_teacher"] >= -0.01
     results["goal"] = (
         f"{'met' if met else 'not met'}: {s['eager-t1-b1']:.2f}x eager, {s['onnx-t1-b1']:.2f}x "
@@ -234,6 +266,14 @@ def main() -> None:
     results["latency_student"] = {k: search[k] for k in (
         "budget", "achieved_latency_ratio", "teacher_latency_ms", "achieved_params_ratio",
         "achieved_flops_ratio", "val_acc")}  # fmt: skip
+    results["shipped"] = shipped
+    teacher = results["models"]["teacher_fp32_eager"]
+    results["summary"] = {
+        "model": f"`{results['shipped']['shipped']}` student, budget "
+                 f"{results['shipped']['budget']}, {m['params'] / 1e6:.2f}M parameters",
+        "int8_acc": m["test_acc"], "teacher_acc": teacher["test_acc"],
+        "speedup_b1": s["eager-t1-b1"],
+    }  # fmt: skip
     results["settings"] = vars(args)
     results["provenance"] = provenance(params, prepared, [0])
     save_results(OUT, results, markdown(results))

@@ -91,6 +91,12 @@ def start_path(budget: float, kind: str) -> Path:
     return path
 
 
+def final_checkpoint(method: str, budget: float, epochs: int, seed: int, kind: str) -> Path:
+    """The student a run ends with (the last stage's checkpoint)."""
+    last = len(stages(method)) - 1
+    return HERE / f"{method}_{last}_b{budget}_e{epochs}_s{seed}_{kind}.pt"
+
+
 class Curve:
     """Validation and test accuracy after every epoch (observes; chooses nothing)."""
 
