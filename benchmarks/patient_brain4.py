@@ -18,12 +18,16 @@ longest. Each run records its validation and test accuracy after every epoch (th
 measured, never used to choose), the final test correctness per image (paired bootstrap
 intervals against ce_only and KD at the longest length), the dtype and the digests of the
 teacher and the start. Resumable: finished runs are kept in reports/bench/patient_brain4.json
-and skipped; an interrupted run resumes from its last epoch.
+and skipped; an interrupted run resumes from its last epoch. Several workers may run at once
+(one thread each, e.g. one per core): each claims a run before starting it and appends its
+result under a lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +290,76 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finished() -> dict[str, Any]:
+    """The result file as it is on disk now (other workers may have added runs)."""
+    results = load_results(OUT)
+    if not isinstance(results.get("runs"), list):
+        results["runs"] = []
+    return results
+
+
+def run_key(run: dict[str, Any]) -> tuple[str, float, int, int, str]:
+    return (run["method"], run["budget"], run["epochs"], run["seed"], run["start"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(item: tuple) -> Path | None:
+    """A claim on `item` for this process, or None when a live worker holds it: several workers
+    (each `python benchmarks/patient_brain4.py`, one thread each) share one plan; the claim
+    file holds the worker's pid, and a dead worker's claim is taken over."""
+    path = HERE / "claims" / ("_".join(map(str, item)) + ".pid")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                return None
+            path.unlink(missing_ok=True)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return path
+    return None
+
+
+def save_run(record: dict[str, Any]) -> None:
+    """Append a finished run to the file on disk under a lock (workers append concurrently),
+    then rewrite the summary, the length worth its time and the Markdown table."""
+    HERE.mkdir(parents=True, exist_ok=True)
+    with open(HERE / "results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = finished()
+        mixed = {r["teacher_digest"] for r in results["runs"]} - {record["teacher_digest"]}
+        if mixed:
+            raise SystemExit(f"finished runs used another teacher ({mixed}); start afresh")
+        results["runs"] = [r for r in results["runs"] if run_key(r) != run_key(record)]
+        results["runs"].append(record)
+        results["teacher_test_acc"] = record["teacher_test_acc"]
+        results["teacher_recipe"] = load_results(RESULTS / "teacher_brain4.json").get(
+            "chosen_recipe"
+        )
+        seeds = sorted({r["seed"] for r in results["runs"]})
+        prepared = prepared_brain4(brain4_params(0))
+        results["provenance"] = provenance(brain4_params(0), prepared, seeds)
+        summarise(results)
+        results["worth_length"] = worth_length(results)
+        save_results(OUT, results, markdown(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=sorted(BUDGETS))
@@ -294,34 +368,26 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--plan", action="store_true", help="print done/left and stop")
     args = parser.parse_args()
-    results = load_results(OUT)
-    results.setdefault("runs", [])
-    if isinstance(results["runs"], dict):
-        results["runs"] = []
-    done = {(r["method"], r["budget"], r["epochs"], r["seed"], r["start"]) for r in results["runs"]}
     todo = plan(args.budgets, args.lengths, args.seeds, args.methods)
     if args.plan:
+        done = {run_key(r) for r in finished()["runs"]}
         for item in todo:
             print(("done " if item in done else "left ") + " ".join(map(str, item)))
         return
-    teacher_runs = load_results(RESULTS / "teacher_brain4.json")
     for item in todo:
-        if item in done:
+        if item in {run_key(r) for r in finished()["runs"]}:
             continue
-        record = run_one(*item)
-        mixed = {r["teacher_digest"] for r in results["runs"]} - {record["teacher_digest"]}
-        if mixed:
-            raise SystemExit(f"finished runs used another teacher ({mixed}); start afresh")
-        results["runs"].append(record)
-        results["teacher_test_acc"] = record["teacher_test_acc"]
-        results["teacher_recipe"] = teacher_runs.get("chosen_recipe")
-        seeds = sorted({r["seed"] for r in results["runs"]})
-        prepared = prepared_brain4(brain4_params(0))
-        results["provenance"] = provenance(brain4_params(0), prepared, seeds)
-        summarise(results)
-        results["worth_length"] = worth_length(results)
-        save_results(OUT, results, markdown(results))
-        print(" ".join(map(str, item)), f"test {record['test_acc']:.4f}", flush=True)
+        mine = claim(item)
+        if mine is None:  # another worker runs it
+            continue
+        try:
+            if item in {run_key(r) for r in finished()["runs"]}:  # finished while we looked
+                continue
+            record = run_one(*item)
+            save_run(record)
+            print(" ".join(map(str, item)), f"test {record['test_acc']:.4f}", flush=True)
+        finally:
+            mine.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The prune benchmark never mixes searches over different teachers: finished runs whose
 teacher test-correctness digest is not this machine's stop the script, or are dropped."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +82,20 @@ def test_the_pool_holds_each_distinct_fine_tune_once():
     # variants stay out
     expected = [("ddpg+all", s) for s in (0, 1, 1, 2, 2)] + [("uniform+all", s) for s in (0, 1, 2)]
     assert pool == expected
+
+
+def test_patient_workers_claim_each_run_once(tmp_path, monkeypatch):
+    """Two workers never run the same patient-benchmark run; a dead worker's claim is taken."""
+    import patient_brain4
+
+    monkeypatch.setattr(patient_brain4, "HERE", tmp_path)
+    item = ("kd", 0.05, 64, 1, "ddpg")
+    mine = patient_brain4.claim(item)
+    assert mine is not None and mine.read_text() == str(os.getpid())
+    assert patient_brain4.claim(item) is None  # held by a live worker (this one)
+    assert patient_brain4.claim(("kd", 0.05, 64, 2, "ddpg")) is not None  # another run is free
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    mine.write_text(dead)  # the claim of a worker that has exited
+    taken = patient_brain4.claim(item)
+    assert taken == mine and taken.read_text() == str(os.getpid())
