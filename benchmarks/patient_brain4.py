@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from bench_common import (
 
 from rcskd.config import load_params
 from rcskd.data.dataset import load_splits
+from rcskd.io import write_json_atomic
 from rcskd.metrics.complexity import count_params
 from rcskd.models import load_checkpoint
 from rcskd.steps.distill import run_distill
@@ -102,16 +104,20 @@ def final_checkpoint(method: str, budget: float, epochs: int, seed: int, kind: s
 
 
 class Curve:
-    """Validation and test accuracy after every epoch (observes; chooses nothing)."""
+    """Validation and test accuracy after every epoch (observes; chooses nothing). The rows are
+    kept in `store` as they come, so a run resumed after a kill still has its whole curve."""
 
-    def __init__(self, test, preprocess, dtype, offset: int = 0) -> None:
+    def __init__(self, test, preprocess, dtype, store: Path, offset: int = 0) -> None:
         self.test, self.preprocess, self.dtype, self.offset = test, preprocess, dtype, offset
-        self.rows: list[dict[str, float]] = []
+        self.store = store
+        self.rows: list[dict[str, float]] = json.loads(store.read_text()) if store.is_file() else []
 
     def __call__(self, model, row: dict) -> None:
         acc = evaluate(model, self.test, self.preprocess, 256, "cpu", self.dtype)["acc"]
-        self.rows.append({"epoch": self.offset + len(self.rows) + 1, "val_acc": row["val_acc"],
-                          "test_acc": acc})  # fmt: skip
+        epoch = self.offset + int(row["epoch"])
+        self.rows = [r for r in self.rows if r["epoch"] < epoch]  # a replayed epoch replaces
+        self.rows.append({"epoch": epoch, "val_acc": row["val_acc"], "test_acc": acc})
+        write_json_atomic(self.store, self.rows)
         model.train()
 
 
@@ -122,7 +128,8 @@ def run_one(method: str, budget: float, epochs: int, seed: int, kind: str) -> di
     teacher, start = brain4_teacher(0), start_path(budget, kind)
     path, curve = start, []
     precision = "auto"
-    for k, (name, share) in enumerate(stages(method)):
+    plan = stages(method)
+    for k, (name, share) in enumerate(plan):
         stage_epochs = max(1, round(epochs * share))
         params = brain4_params(seed, distill={
             "train": {**TRAIN, "epochs": stage_epochs},
@@ -131,8 +138,11 @@ def run_one(method: str, budget: float, epochs: int, seed: int, kind: str) -> di
         precision = params.distill.train.precision
         out = HERE / f"{method}_{k}_b{budget}_e{epochs}_s{seed}_{kind}.pt"
         preprocess = load_checkpoint(path).require_inputs().preprocess
-        observer = Curve(splits["test"], preprocess,
-                         autocast_dtype(precision, torch.device("cpu")), len(curve))  # fmt: skip
+        observer = Curve(splits["test"], preprocess, autocast_dtype(precision, torch.device("cpu")),
+                         Path(f"{out}.curve.json"), len(curve))  # fmt: skip
+        if k < len(plan) - 1 and out.is_file() and len(observer.rows) == stage_epochs:
+            curve, path = curve + observer.rows, out  # an earlier stage finished before a kill
+            continue
         result = run_distill(params, name, prepared, teacher, path, out,
                              RunOptions(f"{out}.resume", observe=observer))  # fmt: skip
         curve += observer.rows if len(observer.rows) == stage_epochs else []

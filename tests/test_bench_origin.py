@@ -99,3 +99,29 @@ def test_patient_workers_claim_each_run_once(tmp_path, monkeypatch):
     mine.write_text(dead)  # the claim of a worker that has exited
     taken = patient_brain4.claim(item)
     assert taken == mine and taken.read_text() == str(os.getpid())
+
+
+def test_patient_curve_survives_a_resume(tmp_path):
+    """A run killed after epoch 2 and resumed keeps its whole per-epoch curve; an epoch replayed
+    after the kill replaces its earlier row."""
+    import torch
+    from patient_brain4 import Curve
+
+    from rcskd.data.dataset import TensorSplit
+
+    test = TensorSplit(torch.zeros(6, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1] * 3))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+
+    def preprocess(images):
+        return images.float()
+
+    store = tmp_path / "run.pt.curve.json"
+    first = Curve(test, preprocess, None, store, offset=10)
+    for epoch in (1, 2, 3):
+        first(model, {"epoch": epoch, "val_acc": epoch / 10})
+    resumed = Curve(test, preprocess, None, store, offset=10)  # a new process, same store
+    for epoch in (3, 4):  # the resume file was written after epoch 2: epoch 3 runs again
+        resumed(model, {"epoch": epoch, "val_acc": epoch / 100})
+    assert [r["epoch"] for r in resumed.rows] == [11, 12, 13, 14]
+    assert [r["val_acc"] for r in resumed.rows] == [0.1, 0.2, 0.03, 0.04]
+    assert all(r["test_acc"] == 0.5 for r in resumed.rows)  # one class predicted for all
