@@ -38,6 +38,13 @@ def teacher_lines(teacher: dict[str, Any] | None, prefix: str) -> list[str]:
     ]
 
 
+def _word(pair: dict[str, Any]) -> str:
+    """A paired difference in words: ahead of (interval above 0), behind (below 0) or level
+    with (the interval includes 0)."""
+    lo, hi = pair["ci95"]
+    return "ahead of" if lo > 0 else "behind" if hi < 0 else "level with"
+
+
 def _standing(pairs: dict[str, Any], ref: str) -> str:
     """Each method against `ref` in words, by its paired interval: ahead (above 0), level
     (includes 0) or behind (below 0)."""
@@ -46,9 +53,7 @@ def _standing(pairs: dict[str, Any], ref: str) -> str:
         method, _, other = key.partition("-")
         if other != ref:
             continue
-        lo, hi = pair["ci95"]
-        word = "ahead of" if lo > 0 else "behind" if hi < 0 else "level with"
-        groups[word].append(f"`{method}` {_pts(pair['mean_diff'])}")
+        groups[_word(pair)].append(f"`{method}` {_pts(pair['mean_diff'])}")
     said = [f"{word} it: {', '.join(names)}" for word, names in groups.items() if names]
     return "; ".join(said)
 
@@ -79,15 +84,16 @@ def patient_lines(patient: dict[str, Any] | None, prefix: str) -> list[str]:
             standing = _standing(pairs, "ce_only")
             out.append(f"  Paired intervals against `ce_only` (points): {standing}.")
         rc_skd = next((r for r in at if r["method"] == "rc_skd"), None)
-        if rc_skd and plain:
-            verb = "above" if rc_skd["test_acc_mean"] > plain["test_acc_mean"] else "not above"
-            out.append(f"  The paper's two-stage RC-SKD scores {rc_skd['test_acc_mean']:.4f}, "
-                       f"{verb} plain fine-tuning.")  # fmt: skip
+        pair = pairs.get("rc_skd-ce_only")
+        if rc_skd and plain and pair:
+            out.append(f"  The paper's two-stage RC-SKD scores {rc_skd['test_acc_mean']:.4f}: "
+                       f"{_word(pair)} plain fine-tuning.")  # fmt: skip
         if teacher_acc is not None:
             top = max(r["test_acc_mean"] for r in at)
-            verb = "stays ahead of every" if teacher_acc >= top else "is outgrown by a"
-            out.append(f"  The teacher ({teacher_acc:.4f}) {verb} student here "
-                       f"(best {top:.4f}).")  # fmt: skip
+            verb = ("stays ahead of every student here" if teacher_acc > top else
+                    "is matched by the best student here" if teacher_acc == top else
+                    "is outgrown by a student here")  # fmt: skip
+            out.append(f"  The teacher ({teacher_acc:.4f}) {verb} (best {top:.4f}).")
     done = len(patient["runs"])
     out.append(f"  ([patient_brain4]({prefix}benchmarks/patient.md), {done} runs so far; "
                f"{_stamp(patient.get('provenance'))}).")  # fmt: skip

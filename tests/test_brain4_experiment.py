@@ -58,30 +58,33 @@ def test_printed_line_is_a_valid_protocol_experiment(tmp_path):
     assert params.distill.train.epochs == distill_epochs() >= 4
 
 
-def _row(method, epochs, val, budget=0.05, start="ddpg"):
-    return {"method": method, "epochs": epochs, "val_acc_mean": val, "budget": budget,
+def _row(method, epochs, loss, budget=0.05, start="ddpg"):
+    return {"method": method, "epochs": epochs, "val_loss_mean": loss, "budget": budget,
             "start": start}  # fmt: skip
 
 
-def test_worth_length_is_chosen_on_validation_by_the_gain_rule():
+def test_worth_length_is_chosen_on_validation_by_the_cut_rule():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from patient_brain4 import worth_length
 
     summary = [
-        _row("ce_only", 4, 0.960), _row("kd", 4, 0.970),
-        _row("ce_only", 16, 0.984), _row("kd", 16, 0.980),   # best +1.4 points: worth it
-        _row("ce_only", 64, 0.986), _row("kd", 64, 0.987),   # +0.3 points: not worth 4x
-        _row("ce_only", 256, 0.999),                          # incomplete: kd missing
-        _row("kd", 16, 0.5, budget=0.2),                      # another budget: ignored
-        _row("ce_only", 64, 0.999, start="uniform"),          # another start: ignored
+        _row("ce_only", 4, 0.110), _row("kd", 4, 0.100),
+        _row("ce_only", 16, 0.060), _row("kd", 16, 0.070),   # best cut by 40%: worth it
+        _row("ce_only", 64, 0.058), _row("kd", 64, 0.056),   # cut by 7%: not worth 4x
+        _row("ce_only", 256, 0.001),                          # incomplete: kd missing
+        _row("kd", 16, 0.001, budget=0.2),                    # another budget: ignored
+        _row("ce_only", 64, 0.001, start="uniform"),          # another start: ignored
     ]  # fmt: skip
     worth = worth_length({"summary": summary})
     assert worth["epochs"] == 16 and worth["budget"] == 0.05
-    assert worth["best_val_acc"] == {4: 0.970, 16: 0.984, 64: 0.987}
-    # a step that gains enough after one that did not is not taken: the curve has flattened
-    summary.append(_row("kd", 256, 0.999))
+    assert worth["best_val_loss"] == {4: 0.100, 16: 0.060, 64: 0.056}
+    # a step that cuts enough after one that did not is not taken: the curve has flattened
+    summary.append(_row("kd", 256, 0.001))
     assert worth_length({"summary": summary})["epochs"] == 16
-    # a longer length that keeps gaining is taken
-    rising = [_row("ce_only", e, v) for e, v in ((4, 0.90), (16, 0.93), (64, 0.96))]
-    assert worth_length({"summary": rising})["epochs"] == 64
+    # a longer length that keeps cutting is taken; a run without a validation loss does not count
+    falling = [_row("ce_only", e, v) for e, v in ((4, 0.10), (16, 0.08), (64, 0.07))]
+    assert worth_length({"summary": falling})["epochs"] == 64
+    unmeasured = falling + [_row("kd", 4, 0.2), _row("kd", 16, 0.15), _row("kd", 64, 0.0)]
+    del unmeasured[-1]["val_loss_mean"]
+    assert worth_length({"summary": unmeasured})["epochs"] == 16
     assert worth_length({"summary": []}) is None

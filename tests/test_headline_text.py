@@ -44,12 +44,21 @@ def test_patient_lines_read_the_intervals():
     assert ("ahead of it: `kd` +1.20; level with it: `tkd_ca` +0.10; behind it: `rc_skd` -0.40"
             in text)  # fmt: skip
     assert "rc_skd-kd" not in text and "-1.60" not in text  # only the ce_only comparisons
-    assert "two-stage RC-SKD scores 0.9360, not above plain fine-tuning" in text
+    assert "two-stage RC-SKD scores 0.9360: behind plain fine-tuning" in text
     assert "The teacher (0.9558) stays ahead of every student here (best 0.9520)" in text
     assert "7 runs so far" in text
 
 
-def test_patient_lines_say_when_the_teacher_is_outgrown():
+def test_patient_lines_say_when_the_teacher_is_matched_or_outgrown():
     text = "\n".join(patient_lines(_patient(teacher=0.9500), prefix="docs/"))
-    assert "The teacher (0.9500) is outgrown by every student here" not in text
     assert "The teacher (0.9500) is outgrown by a student here (best 0.9520)" in text
+    text = "\n".join(patient_lines(_patient(teacher=0.9520), prefix="docs/"))
+    assert "The teacher (0.9520) is matched by the best student here (best 0.9520)" in text
+
+
+def test_the_two_stage_line_follows_its_interval_not_its_mean():
+    patient = _patient(teacher=0.9558)
+    patient["paired"]["0.05"]["rc_skd-ce_only"] = _pair(0.008, 0.0, 0.017)  # mean up, CI at 0
+    patient["summary"][2]["test_acc_mean"] = 0.948
+    text = "\n".join(patient_lines(patient, prefix="docs/"))
+    assert "two-stage RC-SKD scores 0.9480: level with plain fine-tuning" in text
