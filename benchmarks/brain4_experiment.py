@@ -24,7 +24,7 @@ from typing import Any
 
 from bench_common import BRAIN4, REPO, load_results
 from patient_brain4 import OUT as PATIENT_OUT
-from patient_brain4 import summarise, worth_length
+from patient_report import summarise, worth_length
 from prune_brain4 import OUT as PRUNE_OUT
 from teacher_brain4 import OUT as TEACHER_OUT
 from teacher_brain4 import RECIPES, chosen_recipe

@@ -37,8 +37,9 @@ from bench_common import (
     provenance,
     save_results,
 )
-from patient_brain4 import METHODS, final_checkpoint, summarise, worth_length
+from patient_brain4 import METHODS, final_checkpoint
 from patient_brain4 import OUT as PATIENT_OUT
+from patient_report import summarise, worth_length
 
 from rcskd.data.dataset import load_splits
 from rcskd.export.bundle import inference_metadata

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from bench_common import (
     REPO,
@@ -42,14 +41,13 @@ from bench_common import (
     brain4_params,
     brain4_teacher,
     load_results,
-    mean_std,
     origin_of,
-    paired_interval,
     prepared_brain4,
     provenance,
     save_results,
     test_score,
 )
+from patient_report import goals, markdown, summarise, worth_length
 
 from rcskd.config import load_params
 from rcskd.data.dataset import load_splits
@@ -71,10 +69,6 @@ TRAIN = {"batch_size": 64, "optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.0
          "schedule": "cosine", "warmup_epochs": 0.0, "balanced_sampling": True,
          "monitor": "balanced_acc"}  # fmt: skip
 DEFINED = load_params(REPO / "params.yaml").distill.methods
-# a 4x longer schedule is worth its time when it cuts the best method's validation
-# cross-entropy by at least a tenth. Cross-entropy, not accuracy: validation accuracy saturates
-# near 0.99 on Brain-4 (~7 of ~700 images wrong), where one image is 0.14 points
-WORTH_CUT = 0.10
 
 
 def stages(method: str) -> list[tuple[str, float]]:
@@ -176,136 +170,6 @@ def plan(budgets, lengths, seeds, methods) -> list[tuple[str, float, int, int, s
     return todo
 
 
-def longest_complete(rows: list[dict[str, Any]]) -> int:
-    """The longest length every method of `rows` (one budget and start) has reached, so that a
-    comparison is never made while a length is half done."""
-    methods = {r["method"] for r in rows}
-    return max(e for e in {r["epochs"] for r in rows}
-               if {r["method"] for r in rows if r["epochs"] == e} == methods)  # fmt: skip
-
-
-def summarise(results: dict[str, Any]) -> None:
-    """The `summary` list (one entry per method, budget, epochs, start) and paired intervals
-    at each budget's longest length (per-image correctness averaged over the shared seeds)."""
-    runs = results["runs"]
-    keys = sorted({(r["budget"], r["method"], r["epochs"], r["start"]) for r in runs})
-    summary = []
-    for budget, method, epochs, kind in keys:
-        mine = [r for r in runs if (r["budget"], r["method"], r["epochs"], r["start"]) ==
-                (budget, method, epochs, kind)]  # fmt: skip
-        mean, std = mean_std([r["test_acc"] for r in mine])
-        summary.append({"method": method, "budget": budget, "params_M": mine[0]["params_M"],
-                        "epochs": epochs, "n_seeds": len(mine), "test_acc_mean": mean,
-                        "test_acc_std": std, "start": kind,
-                        "val_acc_mean": mean_std([r["val_acc"] for r in mine])[0]})  # fmt: skip
-        if all("val_loss" in r for r in mine):
-            summary[-1]["val_loss_mean"] = mean_std([r["val_loss"] for r in mine])[0]
-    results["summary"] = summary
-    paired: dict[str, dict[str, Any]] = {}
-    for budget in sorted({r["budget"] for r in runs}):
-        mine = [r for r in runs if r["budget"] == budget and r["start"] == "ddpg"]
-        longest = longest_complete(mine)
-        at = [r for r in mine if r["epochs"] == longest]
-        seeds = set.intersection(*({r["seed"] for r in at if r["method"] == m}
-                                   for m in {r["method"] for r in at}))  # fmt: skip
-        correct = {}
-        for method in sorted({r["method"] for r in at}):
-            rows = [r for r in at if r["method"] == method and r["seed"] in seeds]
-            correct[method] = np.mean([[int(c) for c in r["test_correct"]] for r in rows], 0)
-        for ref in ("ce_only", "kd"):
-            for method, values in correct.items():
-                if ref in correct and method not in (ref, "ce_only"):
-                    diff, ci = paired_interval(values, correct[ref])
-                    paired.setdefault(str(budget), {})[f"{method}-{ref}"] = {
-                        "mean_diff": diff,
-                        "ci95": ci,
-                        "epochs": longest,
-                        "seeds": sorted(seeds),
-                    }
-    results["paired"] = paired
-
-
-def worth_length(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The distillation length worth its time, chosen on validation only: at the smallest
-    budget, among the lengths every method has finished (DDPG start), the longest reached by
-    steps that each cut the best method's mean validation cross-entropy (fp32, the saved
-    model) by >= WORTH_CUT of its value."""
-    rows = [r for r in results.get("summary", []) if r["start"] == "ddpg"]
-    if not rows:
-        return None
-    budget = min(r["budget"] for r in rows)
-    methods = {r["method"] for r in rows if r["budget"] == budget}
-    best = {}
-    for epochs in sorted({r["epochs"] for r in rows if r["budget"] == budget}):
-        at = [r for r in rows if (r["budget"], r["epochs"]) == (budget, epochs)]
-        if {r["method"] for r in at if "val_loss_mean" in r} == methods:
-            best[epochs] = min(r["val_loss_mean"] for r in at)
-    if not best:
-        return None
-    lengths = sorted(best)
-    chosen = lengths[0]
-    for epochs in lengths[1:]:
-        if best[chosen] - best[epochs] < WORTH_CUT * best[chosen]:
-            break
-        chosen = epochs
-    return {"epochs": chosen, "budget": budget, "best_val_loss": best, "min_cut": WORTH_CUT}
-
-
-def markdown(results: dict[str, Any]) -> str:
-    lines = [
-        "# Patient distillation (brain4-64): test accuracy against epochs",
-        "",
-        f"Teacher (chosen recipe `{results.get('teacher_recipe')}`): test accuracy "
-        f"{results.get('teacher_test_acc', float('nan')):.4f}. "
-        f"Split: {results['provenance']['split']}; test = 1,311 images.",
-        "Same start per budget, optimizer, epochs and seeds for every method; mean +- std over "
-        "seeds (n). `benchmarks/patient_brain4.py`.",
-        "",
-    ]
-    rows = results["summary"]
-    lengths = sorted({r["epochs"] for r in rows})
-    head = " | ".join(f"{e} epochs" for e in lengths)
-    lines += [f"| budget | params (M) | method | start | {head} |",
-              "|---|---|---|---|" + "---|" * len(lengths)]  # fmt: skip
-    for budget in sorted({r["budget"] for r in rows}):
-        for method, kind in dict.fromkeys((r["method"], r["start"]) for r in rows
-                                          if r["budget"] == budget):  # fmt: skip
-            cells = []
-            for e in lengths:
-                hit = [r for r in rows if (r["budget"], r["method"], r["start"], r["epochs"]) ==
-                       (budget, method, kind, e)]  # fmt: skip
-                cells.append(f"{hit[0]['test_acc_mean']:.4f} +- {hit[0]['test_acc_std']:.4f} "
-                             f"({hit[0]['n_seeds']})" if hit else "-")  # fmt: skip
-            params = next(r["params_M"] for r in rows if r["budget"] == budget)
-            lines.append(f"| {budget} | {params:.3f} | {method} | {kind} | " + " | ".join(cells)
-                         + " |")  # fmt: skip
-    starts = sorted({(r["budget"], r["start"], r["start_test_acc"]) for r in results["runs"]})
-    text = "; ".join(f"budget {b} {kind} {acc:.4f}" for b, kind, acc in starts)
-    lines += ["", f"Pruned starts (test accuracy before distillation): {text}."]
-    worth = results.get("worth_length")
-    if worth:
-        vals = ", ".join(f"{e} epochs {v:.4f}" for e, v in worth["best_val_loss"].items())
-        lines += ["", f"Length worth its time (chosen on validation; `make brain4` uses it): "
-                  f"**{worth['epochs']} epochs**. Best method's validation cross-entropy at "
-                  f"budget {worth['budget']}: {vals}; a 4x longer run must cut it by >= "
-                  f"{100 * worth['min_cut']:.0f}%."]  # fmt: skip
-    lines += [
-        "",
-        "Paired 95% bootstrap intervals at the longest length every method has reached (points):",
-        "",
-        "| budget | difference | epochs | seeds | mean (95% CI) |",
-        "|---|---|---|---|---|",
-    ]
-    for budget, pairs in results.get("paired", {}).items():
-        for key, p in pairs.items():
-            lo, hi = p["ci95"]
-            lines.append(
-                f"| {budget} | {key} | {p['epochs']} | {len(p['seeds'])} | "
-                f"{100 * p['mean_diff']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def finished() -> dict[str, Any]:
     """The result file as it is on disk now (other workers may have added runs)."""
     results = load_results(OUT)
@@ -371,6 +235,7 @@ def update(change: Callable[[dict[str, Any]], None]) -> None:
         results["provenance"] = provenance(brain4_params(0), prepared, seeds)
         summarise(results)
         results["worth_length"] = worth_length(results)
+        results["goals"] = goals(results)
         save_results(OUT, results, markdown(results))
 
 

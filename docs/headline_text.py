@@ -94,6 +94,13 @@ def patient_lines(patient: dict[str, Any] | None, prefix: str) -> list[str]:
                     "is matched by the best student here" if teacher_acc == top else
                     "is outgrown by a student here")  # fmt: skip
             out.append(f"  The teacher ({teacher_acc:.4f}) {verb} (best {top:.4f}).")
+    small = patient.get("goals", {}).get("small", {})
+    if "method" in small:
+        out.append(
+            f"  Goal, a student of <= {small['params_M_max']}M parameters at >= "
+            f"{small['target']:.1%} ({small['seeds_needed']}-seed mean): {small['status']}, "
+            f"`{small['method']}` {small['test_acc_mean']:.4f} over {small['n_seeds']} seed(s)."
+        )
     done = len(patient["runs"])
     out.append(f"  ([patient_brain4]({prefix}benchmarks/patient.md), {done} runs so far; "
                f"{_stamp(patient.get('provenance'))}).")  # fmt: skip

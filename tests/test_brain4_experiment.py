@@ -2,6 +2,7 @@
 overrides, applied to params.yaml as DVC applies them, give valid params that are the
 benchmarks' protocol (a strong teacher, the benchmark's pruning and distillation settings)."""
 
+import json
 import os
 import shlex
 import shutil
@@ -65,7 +66,7 @@ def _row(method, epochs, loss, budget=0.05, start="ddpg"):
 
 def test_worth_length_is_chosen_on_validation_by_the_cut_rule():
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from patient_brain4 import worth_length
+    from patient_report import worth_length
 
     summary = [
         _row("ce_only", 4, 0.110), _row("kd", 4, 0.100),
@@ -78,13 +79,29 @@ def test_worth_length_is_chosen_on_validation_by_the_cut_rule():
     worth = worth_length({"summary": summary})
     assert worth["epochs"] == 16 and worth["budget"] == 0.05
     assert worth["best_val_loss"] == {4: 0.100, 16: 0.060, 64: 0.056}
+    assert worth["still_falling"] is False  # the rule stopped before the longest length
     # a step that cuts enough after one that did not is not taken: the curve has flattened
     summary.append(_row("kd", 256, 0.001))
     assert worth_length({"summary": summary})["epochs"] == 16
     # a longer length that keeps cutting is taken; a run without a validation loss does not count
     falling = [_row("ce_only", e, v) for e, v in ((4, 0.10), (16, 0.08), (64, 0.07))]
     assert worth_length({"summary": falling})["epochs"] == 64
+    # ... and then the curve has not been seen to flatten: the result says so
+    assert worth_length({"summary": falling})["still_falling"] is True
+    assert worth_length({"summary": falling[:1]})["still_falling"] is False  # one length only
     unmeasured = falling + [_row("kd", 4, 0.2), _row("kd", 16, 0.15), _row("kd", 64, 0.0)]
     del unmeasured[-1]["val_loss_mean"]
     assert worth_length({"summary": unmeasured})["epochs"] == 16
     assert worth_length({"summary": []}) is None
+
+
+def test_the_patient_page_says_when_the_curve_still_falls():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from patient_report import markdown
+
+    results = json.loads((REPO / "reports/bench/patient_brain4.json").read_text())
+    results["worth_length"] = {"epochs": 64, "budget": 0.05, "min_cut": 0.1,
+                               "best_val_loss": {4: 0.08, 16: 0.05, 64: 0.04}}  # fmt: skip
+    assert "still falls" not in markdown(results)
+    results["worth_length"]["still_falling"] = True
+    assert "still falls at the longest length measured" in markdown(results)

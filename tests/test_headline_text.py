@@ -62,3 +62,16 @@ def test_the_two_stage_line_follows_its_interval_not_its_mean():
     patient["summary"][2]["test_acc_mean"] = 0.948
     text = "\n".join(patient_lines(patient, prefix="docs/"))
     assert "two-stage RC-SKD scores 0.9480: level with plain fine-tuning" in text
+
+
+def test_patient_lines_state_the_small_student_goal():
+    patient = _patient(teacher=0.9558)
+    assert "Goal" not in "\n".join(patient_lines(patient, prefix="docs/"))  # not read yet
+    patient["goals"] = {"small": {"params_M_max": 0.6, "target": 0.95, "seeds_needed": 3,
+                                  "status": "not met", "method": "kd", "n_seeds": 3,
+                                  "test_acc_mean": 0.9478}}  # fmt: skip
+    text = "\n".join(patient_lines(patient, prefix="docs/"))
+    assert (
+        "Goal, a student of <= 0.6M parameters at >= 95.0% (3-seed mean): not met, `kd` 0.9478"
+        in text
+    )

@@ -1,0 +1,54 @@
+"""The patient benchmark's reading of its goals (benchmarks/patient_report.py)."""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from patient_report import goal_lines, goals  # noqa: E402
+
+
+def _row(method, acc, n, params=0.559, budget=0.05, epochs=64, start="ddpg"):
+    return {"method": method, "test_acc_mean": acc, "n_seeds": n, "params_M": params,
+            "budget": budget, "epochs": epochs, "start": start}  # fmt: skip
+
+
+def _pair(lo, hi, seeds=(0, 1, 2)):
+    return {"mean_diff": (lo + hi) / 2, "ci95": [lo, hi], "epochs": 64, "seeds": list(seeds)}
+
+
+def test_small_student_goal_needs_three_seeds_and_reads_their_mean():
+    summary = [
+        _row("kd", 0.9600, 1),
+        _row("tkd_ca", 0.9490, 3),
+        _row("ce_only", 0.9470, 3),
+        _row("rc_skd_joint", 0.9700, 3, params=2.1),  # too large: not a candidate
+        _row("ce_only", 0.9900, 3, start="uniform"),
+    ]  # another start: not a candidate
+    small = goals({"summary": summary, "teacher_test_acc": 0.9558})["small"]
+    assert small["status"] == "not met" and small["method"] == "tkd_ca"
+    assert abs(small["gap_points"] - (-0.10)) < 1e-9
+    summary.append(_row("kd", 0.9512, 3))
+    small = goals({"summary": summary})["small"]
+    assert small["status"] == "met" and small["method"] == "kd"
+    # with fewer seeds everywhere it is pending, and names the row with the most seeds
+    pending = goals({"summary": [_row("kd", 0.96, 1), _row("tkd_ca", 0.95, 2)]})["small"]
+    assert pending["status"] == "pending" and pending["method"] == "tkd_ca"
+
+
+def test_ahead_goal_takes_intervals_against_ce_only_above_zero_only():
+    paired = {"0.05": {"tkd_ca-ce_only": _pair(0.002, 0.02), "kd-ce_only": _pair(0.0, 0.018),
+                       "tkd_ca-kd": _pair(0.001, 0.01)}}  # fmt: skip
+    ahead = goals({"summary": [], "paired": paired})["ahead"]
+    assert [(a["method"], a["budget"]) for a in ahead] == [("tkd_ca", 0.05)]
+    assert goals({"summary": [], "paired": {}})["ahead"] == []
+
+
+def test_teacher_goal_compares_with_ce_only_at_its_longest_length():
+    summary = [_row("ce_only", 0.9600, 1, epochs=16), _row("ce_only", 0.9500, 3)]
+    teacher = goals({"summary": summary, "teacher_test_acc": 0.9558})["teacher"]
+    assert teacher == [{"budget": 0.05, "epochs": 64, "ce_only": 0.95, "teacher": 0.9558,
+                        "teacher_not_outgrown": True}]  # fmt: skip
+    lines = "\n".join(goal_lines({"summary": summary, "teacher_test_acc": 0.94}))
+    assert "**outgrown**" in lines and "**not met** so far" in lines
