@@ -23,9 +23,16 @@ def longest_complete(rows: list[dict[str, Any]]) -> int:
                if {r["method"] for r in rows if r["epochs"] == e} == methods)  # fmt: skip
 
 
+def _correct(rows: list[dict[str, Any]], method: str, seeds: list[int]) -> np.ndarray:
+    """Per-image correctness of `method`, averaged over `seeds`."""
+    mine = [r for r in rows if r["method"] == method and r["seed"] in seeds]
+    return np.mean([[int(c) for c in r["test_correct"]] for r in mine], 0)
+
+
 def summarise(results: dict[str, Any]) -> None:
     """The `summary` list (one entry per method, budget, epochs, start) and paired intervals
-    at each budget's longest length (per-image correctness averaged over the shared seeds)."""
+    at each budget's longest length (per-image correctness averaged over the seeds both sides
+    of a pair have)."""
     runs = results["runs"]
     keys = sorted({(r["budget"], r["method"], r["epochs"], r["start"]) for r in runs})
     summary = []
@@ -45,22 +52,18 @@ def summarise(results: dict[str, Any]) -> None:
         mine = [r for r in runs if r["budget"] == budget and r["start"] == "ddpg"]
         longest = longest_complete(mine)
         at = [r for r in mine if r["epochs"] == longest]
-        seeds = set.intersection(*({r["seed"] for r in at if r["method"] == m}
-                                   for m in {r["method"] for r in at}))  # fmt: skip
-        correct = {}
-        for method in sorted({r["method"] for r in at}):
-            rows = [r for r in at if r["method"] == method and r["seed"] in seeds]
-            correct[method] = np.mean([[int(c) for c in r["test_correct"]] for r in rows], 0)
         for ref in ("ce_only", "kd"):
-            for method, values in correct.items():
-                if ref in correct and method not in (ref, "ce_only"):
-                    diff, ci = paired_interval(values, correct[ref])
-                    paired.setdefault(str(budget), {})[f"{method}-{ref}"] = {
-                        "mean_diff": diff,
-                        "ci95": ci,
-                        "epochs": longest,
-                        "seeds": sorted(seeds),
-                    }
+            for method in sorted({r["method"] for r in at} - {ref, "ce_only"}):
+                # each pair on the seeds both sides have, so a method whose third seed has
+                # landed is compared over three while another pair still waits for it
+                seeds = sorted({r["seed"] for r in at if r["method"] == method}
+                               & {r["seed"] for r in at if r["method"] == ref})  # fmt: skip
+                if not seeds:
+                    continue
+                diff, ci = paired_interval(_correct(at, method, seeds), _correct(at, ref, seeds))
+                paired.setdefault(str(budget), {})[f"{method}-{ref}"] = {
+                    "mean_diff": diff, "ci95": ci, "epochs": longest, "seeds": seeds,
+                }  # fmt: skip
     results["paired"] = paired
 
 

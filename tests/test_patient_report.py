@@ -52,3 +52,33 @@ def test_teacher_goal_compares_with_ce_only_at_its_longest_length():
                         "teacher_not_outgrown": True}]  # fmt: skip
     lines = "\n".join(goal_lines({"summary": summary, "teacher_test_acc": 0.94}))
     assert "**outgrown**" in lines and "**not met** so far" in lines
+
+
+def _run(method, seed, correct, epochs=64, val_loss=0.05):
+    return {"method": method, "budget": 0.05, "epochs": epochs, "seed": seed, "start": "ddpg",
+            "params_M": 0.559, "test_acc": sum(correct) / len(correct), "val_acc": 0.99,
+            "val_loss": val_loss, "test_correct": correct}  # fmt: skip
+
+
+def test_summary_and_pairs_use_the_longest_length_every_method_reached_and_shared_seeds():
+    from patient_report import summarise
+
+    n = 200
+    ce = [1] * 180 + [0] * 20  # 0.90
+    kd = [1] * 190 + [0] * 10  # 0.95: right on 10 images ce_only gets wrong
+    runs = [_run("ce_only", s, ce) for s in (0, 1, 2)] + [_run("kd", s, kd) for s in (0, 1)]
+    runs += [_run("tkd_ca", 0, [1] * n), _run("tkd_ca", 0, [0] * n, epochs=256)]
+    results = {"runs": runs}
+    summarise(results)
+    rows = {(r["method"], r["epochs"]): r for r in results["summary"]}
+    assert rows["ce_only", 64]["n_seeds"] == 3 and rows["ce_only", 64]["test_acc_mean"] == 0.9
+    assert rows["kd", 64]["test_acc_mean"] == 0.95 and rows["tkd_ca", 256]["n_seeds"] == 1
+    pairs = results["paired"]["0.05"]
+    # 256 epochs is not complete (only tkd_ca reached it): the pairs are taken at 64
+    assert {p["epochs"] for p in pairs.values()} == {64}
+    assert pairs["kd-ce_only"]["seeds"] == [0, 1]  # the seeds both sides have
+    assert pairs["tkd_ca-ce_only"]["seeds"] == [0] and pairs["tkd_ca-kd"]["seeds"] == [0]
+    assert abs(pairs["kd-ce_only"]["mean_diff"] - 0.05) < 1e-12
+    lo, hi = pairs["kd-ce_only"]["ci95"]
+    assert 0 < lo < 0.05 < hi  # 10 of 200 images better, none worse: above 0
+    assert abs(pairs["tkd_ca-kd"]["mean_diff"] - 0.05) < 1e-12
