@@ -102,6 +102,33 @@ def worth_length(results: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def curve_lines(results: dict[str, Any]) -> list[str]:
+    """Test (validation) accuracy after selected epochs of each method's run at its budget's
+    longest length: the lowest seed whose curve is whole (a run resumed before curves were
+    kept has none). Measured in the training dtype at each epoch's end, observed, never used to
+    choose; the tables above score the saved (validation-best) model in fp32."""
+    runs = [r for r in results.get("runs", []) if r["start"] == "ddpg"]
+    lines: list[str] = []
+    for budget in sorted({r["budget"] for r in runs}):
+        longest = max(r["epochs"] for r in runs if r["budget"] == budget)
+        whole = sorted((r for r in runs if (r["budget"], r["epochs"]) == (budget, longest)
+                        and len(r.get("curve", [])) == longest),
+                       key=lambda r: (r["method"], r["seed"]))  # fmt: skip
+        chosen = {r["method"]: r for r in reversed(whole)}  # the lowest seed wins
+        if not chosen:
+            continue
+        marks = [e for e in (1, 2, 4, 8, 16, 32, 48, 64, 128, 256) if e <= longest]
+        lines += ["", f"Per-epoch curves at budget {budget}, one {longest}-epoch run per method: "
+                  "test accuracy (validation accuracy) at the end of the epoch:", "",
+                  "| method | seed | " + " | ".join(f"epoch {e}" for e in marks) + " |",
+                  "|---|---|" + "---|" * len(marks)]  # fmt: skip
+        for method, run in sorted(chosen.items()):
+            at = {row["epoch"]: row for row in run["curve"]}
+            cells = [f"{at[e]['test_acc']:.4f} ({at[e]['val_acc']:.4f})" for e in marks]
+            lines.append(f"| {method} | {run['seed']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Patient distillation (brain4-64): test accuracy against epochs",
@@ -146,6 +173,7 @@ def markdown(results: dict[str, Any]) -> str:
                 "schedule may pay as well; longer lengths have not been run."
             )
     lines += goal_lines(results)
+    lines += curve_lines(results)
     lines += [
         "",
         "Paired 95% bootstrap intervals at the longest length every method has reached (points):",

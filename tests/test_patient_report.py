@@ -82,3 +82,21 @@ def test_summary_and_pairs_use_the_longest_length_every_method_reached_and_share
     lo, hi = pairs["kd-ce_only"]["ci95"]
     assert 0 < lo < 0.05 < hi  # 10 of 200 images better, none worse: above 0
     assert abs(pairs["tkd_ca-kd"]["mean_diff"] - 0.05) < 1e-12
+
+
+def test_curve_table_takes_the_lowest_seed_with_a_whole_curve():
+    from patient_report import curve_lines
+
+    def curve(epochs, acc):
+        return [{"epoch": e, "val_acc": 0.9, "test_acc": acc} for e in range(1, epochs + 1)]
+
+    runs = [_run("kd", 0, [1]) | {"curve": curve(30, 0.1)},  # cut short by a restart: skipped
+            _run("kd", 2, [1]) | {"curve": curve(64, 0.3)},
+            _run("kd", 1, [1]) | {"curve": curve(64, 0.2)},
+            _run("ce_only", 0, [1]) | {"curve": []},  # no curve at all: no row
+            _run("kd", 0, [1], epochs=16) | {"curve": curve(16, 0.5)}]  # shorter  # fmt: skip
+    lines = curve_lines({"runs": runs})
+    assert lines[3].endswith("epoch 32 | epoch 48 | epoch 64 |")
+    body = [line for line in lines if line.startswith("| kd")]
+    assert body == ["| kd | 1 | " + " | ".join(["0.2000 (0.9000)"] * 8) + " |"]
+    assert not any(line.startswith("| ce_only") for line in lines)
