@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))  # run as `python benchmarks/x.py` from anywhere
 from rcskd.config import Params, as_dict, params_from_dict  # noqa: E402
 from rcskd.data.dataset import load_meta  # noqa: E402
 from rcskd.data.prepare import prepare  # noqa: E402
+from rcskd.distributed import resolve_device  # noqa: E402
 from rcskd.io import write_json_atomic, write_text_atomic  # noqa: E402
 from rcskd.models import load_checkpoint  # noqa: E402
 from rcskd.tracking import git_commit  # noqa: E402
@@ -79,8 +80,17 @@ def provenance(params: Params, prepared: Path, seeds: list[int]) -> dict[str, An
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "cpu": cpu_name(),
+        "device": device_name(params.device),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def device_name(setting: str) -> str:
+    """What `device: setting` trains on here: "cpu", or the GPU's name ("cuda: NVIDIA H200")."""
+    device = resolve_device(setting)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return device.type
 
 
 def cpu_name() -> str:

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from bench_common import (
     REPO,
     RESULTS,
@@ -103,13 +102,17 @@ class Curve:
     """Validation and test accuracy after every epoch (observes; chooses nothing). The rows are
     kept in `store` as they come, so a run resumed after a kill still has its whole curve."""
 
-    def __init__(self, test, preprocess, dtype, store: Path, offset: int = 0) -> None:
-        self.test, self.preprocess, self.dtype, self.offset = test, preprocess, dtype, offset
+    def __init__(self, test, preprocess, precision: str, store: Path, offset: int = 0) -> None:
+        self.test, self.preprocess, self.offset = test, preprocess, offset
+        self.precision = precision
         self.store = store
         self.rows: list[dict[str, float]] = json.loads(store.read_text()) if store.is_file() else []
 
     def __call__(self, model, row: dict) -> None:
-        acc = evaluate(model, self.test, self.preprocess, 256, "cpu", self.dtype)["acc"]
+        # on the device the model trains on, in its training dtype (a GPU run stays on the GPU)
+        device = next(model.parameters()).device
+        dtype = autocast_dtype(self.precision, device)
+        acc = evaluate(model, self.test, self.preprocess, 256, device, dtype)["acc"]
         epoch = self.offset + int(row["epoch"])
         self.rows = [r for r in self.rows if r["epoch"] < epoch]  # a replayed epoch replaces
         self.rows.append({"epoch": epoch, "val_acc": row["val_acc"], "test_acc": acc})
@@ -134,8 +137,8 @@ def run_one(method: str, budget: float, epochs: int, seed: int, kind: str) -> di
         precision = params.distill.train.precision
         out = HERE / f"{method}_{k}_b{budget}_e{epochs}_s{seed}_{kind}.pt"
         preprocess = load_checkpoint(path).require_inputs().preprocess
-        observer = Curve(splits["test"], preprocess, autocast_dtype(precision, torch.device("cpu")),
-                         Path(f"{out}.curve.json"), len(curve))  # fmt: skip
+        observer = Curve(splits["test"], preprocess, precision, Path(f"{out}.curve.json"),
+                         len(curve))  # fmt: skip
         if k < len(plan) - 1 and out.is_file() and len(observer.rows) == stage_epochs:
             curve, path = curve + observer.rows, out  # an earlier stage finished before a kill
             continue

@@ -116,12 +116,24 @@ def test_patient_curve_survives_a_resume(tmp_path):
         return images.float()
 
     store = tmp_path / "run.pt.curve.json"
-    first = Curve(test, preprocess, None, store, offset=10)
+    first = Curve(test, preprocess, "fp32", store, offset=10)
     for epoch in (1, 2, 3):
         first(model, {"epoch": epoch, "val_acc": epoch / 10})
-    resumed = Curve(test, preprocess, None, store, offset=10)  # a new process, same store
+    resumed = Curve(test, preprocess, "fp32", store, offset=10)  # a new process, same store
     for epoch in (3, 4):  # the resume file was written after epoch 2: epoch 3 runs again
         resumed(model, {"epoch": epoch, "val_acc": epoch / 100})
     assert [r["epoch"] for r in resumed.rows] == [11, 12, 13, 14]
     assert [r["val_acc"] for r in resumed.rows] == [0.1, 0.2, 0.03, 0.04]
     assert all(r["test_acc"] == 0.5 for r in resumed.rows)  # one class predicted for all
+
+
+def test_result_files_name_the_device_they_trained_on(monkeypatch):
+    import bench_common
+    import torch
+
+    assert bench_common.device_name("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench_common.device_name("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    assert bench_common.device_name("auto") == "cuda: NVIDIA H200"
