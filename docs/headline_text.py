@@ -97,7 +97,7 @@ def patient_lines(patient: dict[str, Any] | None, prefix: str) -> list[str]:
     small = patient.get("goals", {}).get("small", {})
     if "method" in small:
         out.append(
-            f"  Goal, a student of <= {small['params_M_max']}M parameters at >= "
+            f"- **Goal**, a student of <= {small['params_M_max']}M parameters at >= "
             f"{small['target']:.1%} ({small['seeds_needed']}-seed mean): {small['status']}, "
             f"`{small['method']}` {small['test_acc_mean']:.4f} over {small['n_seeds']} seed(s)."
         )

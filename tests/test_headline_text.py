@@ -72,6 +72,7 @@ def test_patient_lines_state_the_small_student_goal():
                                   "test_acc_mean": 0.9478}}  # fmt: skip
     text = "\n".join(patient_lines(patient, prefix="docs/"))
     assert (
-        "Goal, a student of <= 0.6M parameters at >= 95.0% (3-seed mean): not met, `kd` 0.9478"
+        "- **Goal**, a student of <= 0.6M parameters at >= 95.0% (3-seed mean): not met, `kd`"
         in text
     )
+    assert "`kd` 0.9478 over 3 seed(s)" in text
